@@ -1,0 +1,766 @@
+"""Where a case's life happens: deploy, start, work tasks, fire timers, terminate.
+
+Every public method is one transaction (a unit of work): it locks what it
+changes, runs the workflow, writes the workflow state, the human-task and timer
+rows and the audit events, and commits them together — or, on any error,
+nothing at all.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterator, Sequence
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from engine import definitions as bpmn
+from engine import forms, state
+from engine.audit import SYSTEM_CHAIN, AuditLog, instance_chain
+from engine.calendar import BusinessCalendar
+from engine.clock import Clock, FakeClock, SystemClock, install_spiff_clock, use_clock
+from engine.errors import CaseError, Conflict, Forbidden, InvalidBpmn, NotFound, Problem, Unavailable
+from engine.expressions import expression_functions, parse_iso_duration
+from engine.sandbox import make_script_engine
+from storage.db import Database
+from storage.models import AuditEvent, Definition, HumanTask, Instance, TaskCandidate, Timer, User
+
+log = logging.getLogger(__name__)
+
+ADMIN, PROCESS_OWNER, AUDITOR, STAFF = "admin", "process_owner", "auditor", "staff"
+OPEN, COMPLETED, CANCELLED = "open", "completed", "cancelled"
+RUNNING, ERROR, TERMINATED = "running", "error", "terminated"
+WAITING, FIRED, FAILED = "waiting", "fired", "failed"
+
+TIMER_MAX_ATTEMPTS = 4
+TIMER_BACKOFF = (timedelta(seconds=5), timedelta(seconds=30), timedelta(minutes=2))
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user with roles and groups, or the system (timers)."""
+
+    username: str
+    roles: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.roles
+
+
+SYSTEM = Actor("system", frozenset({"system"}))
+
+
+@dataclass
+class Compiled:
+    """A parsed definition version with the versions it calls: shared by its cases."""
+
+    spec: Any
+    subprocess_specs: dict
+    models: dict[str, bpmn.ProcessModel]
+    escalations: frozenset[str]
+
+    def user_task(self, process_key: str, element_id: str) -> tuple[str, bpmn.UserTaskModel]:
+        model = self.models.get(process_key)
+        if model and element_id in model.user_tasks:
+            return process_key, model.user_tasks[element_id]
+        for key, model in self.models.items():  # tasks inside embedded sub-processes
+            if element_id in model.user_tasks:
+                return key, model.user_tasks[element_id]
+        raise CaseError(f"user task '{element_id}' is not described by its definition")
+
+
+@dataclass
+class DeployResult:
+    key: str
+    version: int
+    created: bool
+
+
+@dataclass
+class StepResult:
+    instance_id: int
+    created_task_ids: list[int] = field(default_factory=list)
+
+
+class SpecCache:
+    """Parsed specs per (definition version, pinned versions), least recently used out."""
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, build) -> Compiled:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found
+        compiled = build()
+        with self._lock:
+            self._items[key] = compiled
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return compiled
+
+
+def etag_of(task: HumanTask) -> str:
+    return f"{task.id}.{task.version}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def case_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+    """The case's data as a person would read it: the data where the case now stands."""
+    data = dict(workflow.data)
+    active = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
+    for task in sorted(active, key=lambda t: t.last_state_change):
+        if task.workflow is workflow:
+            data.update(task.data)
+    # The task completed last holds the newest values of everything it saw.
+    if workflow.last_task is not None and workflow.last_task.workflow is workflow:
+        data.update(workflow.last_task.data)
+    return _json_safe(data)
+
+
+def data_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Return {field: {"from", "to"}} for every field that changed."""
+    changes = {}
+    for name in sorted(set(before) | set(after)):
+        if before.get(name, None) != after.get(name, None) or (name in before) != (name in after):
+            changes[name] = {"from": before.get(name), "to": after.get(name)}
+    return changes
+
+
+class Engine:
+    """The case engine over one database, one clock and one business calendar."""
+
+    def __init__(self, db: Database, clock: Clock | None = None, calendar: BusinessCalendar | None = None,
+                 timezone_name: str | None = None) -> None:
+        install_spiff_clock()
+        self.db = db
+        self.clock = clock or SystemClock()
+        self.tz = ZoneInfo(timezone_name or os.environ.get("COMPLAINTFLOW_TIMEZONE", "Asia/Shanghai"))
+        self.calendar = calendar or BusinessCalendar(tz=str(self.tz))
+        self.script_engine = make_script_engine(expression_functions(self.calendar))
+        self.specs = SpecCache()
+
+    # --- transactions -------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """Run a write transaction; database failures become Unavailable or Conflict."""
+        try:
+            with self.db.unit_of_work() as uow, use_clock(self.clock):
+                yield uow.session
+                uow.commit()
+        except StaleDataError as error:
+            raise Conflict("the case was changed by someone else at the same moment; reload and try again") \
+                from error
+        except IntegrityError as error:
+            raise Conflict("the change collides with one made at the same moment; try again") from error
+        except OperationalError as error:
+            if "locked" in str(error.orig).lower():
+                raise Unavailable("the database is busy; try again in a moment") from error
+            raise Unavailable("the database cannot be reached") from error
+        except DBAPIError as error:
+            if getattr(error, "connection_invalidated", False) or "could not serialize" in str(error.orig):
+                raise Unavailable("the database cannot be reached") from error
+            raise
+
+    def read(self):
+        """Open a read-only unit of work (the caller uses it as a context manager)."""
+        return self.db.unit_of_work(write=False)
+
+    def _lock(self, session: Session, model, ident: int):
+        query = select(model).where(model.id == ident)
+        if self.db.is_postgres:
+            query = query.with_for_update()
+        return session.scalars(query).one_or_none()
+
+    # --- definitions --------------------------------------------------------------
+
+    def _deployed_keys(self, session: Session) -> set[str]:
+        return set(session.scalars(select(Definition.key).distinct()))
+
+    def validate(self, files: Sequence[tuple[str, bytes]]) -> list[Problem]:
+        """Return every problem that would stop these files deploying together."""
+        with self.read() as uow:
+            deployed = self._deployed_keys(uow.session)
+        return bpmn.load_files(files, resolve_called=deployed.__contains__).problems
+
+    def deploy(self, files: Sequence[tuple[str, bytes]], actor: Actor) -> list[DeployResult]:
+        """Deploy files as one unit: every changed process gets a new version, or none does.
+
+        Raises InvalidBpmn with every problem found.
+        """
+        with self._write() as session:
+            deployed = self._deployed_keys(session)
+            bundle = bpmn.load_files(files, resolve_called=deployed.__contains__)
+            if bundle.problems:
+                raise InvalidBpmn(bundle.problems)
+            now = self.clock.now()
+            deployment = str(uuid.uuid4())
+            audit = AuditLog(session, lock=self.db.is_postgres)
+            results = []
+            for loaded in bundle.files:
+                for key, model in loaded.processes.items():
+                    latest = session.scalars(
+                        select(Definition).where(Definition.key == key).order_by(Definition.version.desc()).limit(1)
+                    ).first()
+                    if latest is not None and latest.sha256 == loaded.sha256:
+                        results.append(DeployResult(key, latest.version, False))
+                        continue
+                    version = (latest.version if latest else 0) + 1
+                    session.add(Definition(
+                        key=key, version=version, name=model.name, file_name=loaded.name,
+                        bpmn_xml=loaded.content.decode("utf-8"), sha256=loaded.sha256,
+                        called_keys=list(model.called_keys), deployment_id=deployment,
+                        deployed_at=now, deployed_by=actor.username,
+                    ))
+                    audit.append(SYSTEM_CHAIN, "definition_deployed", at=now, actor=actor.username, data={
+                        "key": key, "version": version, "sha256": loaded.sha256, "file": loaded.name,
+                        "deployment_id": deployment,
+                    })
+                    results.append(DeployResult(key, version, True))
+            return results
+
+    def definition(self, session: Session, key: str, version: int | None = None) -> Definition:
+        query = select(Definition).where(Definition.key == key)
+        if version is not None:
+            query = query.where(Definition.version == version)
+        found = session.scalars(query.order_by(Definition.version.desc()).limit(1)).first()
+        if found is None:
+            raise NotFound(f"no definition '{key}'" + (f" version {version}" if version is not None else ""))
+        return found
+
+    def _pin(self, session: Session, root: Definition) -> dict[str, int]:
+        """Fix the latest version of every process the root may call, transitively."""
+        pinned: dict[str, int] = {}
+        pending = list(root.called_keys)
+        while pending:
+            key = pending.pop()
+            if key in pinned or key == root.key:
+                continue
+            called = self.definition(session, key)
+            pinned[key] = called.version
+            pending.extend(called.called_keys)
+        return pinned
+
+    def compiled(self, session: Session, definition: Definition, pinned: dict[str, int]) -> Compiled:
+        cache_key = (definition.key, definition.version, tuple(sorted(pinned.items())))
+
+        def build() -> Compiled:
+            rows = [definition] + [self.definition(session, key, version) for key, version in sorted(pinned.items())]
+            files, seen = [], set()
+            for row in rows:
+                if row.sha256 not in seen:
+                    seen.add(row.sha256)
+                    files.append((row.file_name, row.bpmn_xml.encode("utf-8")))
+            spec, subprocess_specs = bpmn.compile_specs(definition.key, files)
+            models = bpmn.describe(files)
+            escalations = frozenset().union(*(m.escalation_elements for m in models.values()))
+            return Compiled(spec, subprocess_specs, models, escalations)
+
+        return self.specs.get(cache_key, build)
+
+    def definition_model(self, session: Session, key: str, version: int | None = None) -> bpmn.ProcessModel:
+        definition = self.definition(session, key, version)
+        return self.compiled(session, definition, self._pin(session, definition)).models[key]
+
+    # --- people ---------------------------------------------------------------------
+
+    def _user_exists(self, session: Session):
+        def exists(username: str) -> bool:
+            return session.scalar(select(func.count()).select_from(User).where(User.username == username)) > 0
+        return exists
+
+    @staticmethod
+    def _candidates(task: HumanTask, kind: str) -> set[str]:
+        return {c.name for c in task.candidates if c.kind == kind}
+
+    def may_work(self, task: HumanTask, actor: Actor) -> bool:
+        """Whether the actor may claim or complete the task (recusal aside)."""
+        if actor.is_admin:
+            return True
+        if task.assignee:
+            return task.assignee == actor.username
+        return bool(self._candidates(task, "group") & actor.groups) or actor.username in self._candidates(task, "user")
+
+    @staticmethod
+    def recusal_problem(model: bpmn.UserTaskModel, data: dict[str, Any], username: str) -> str | None:
+        if not model.recusal_field:
+            return None
+        listed = data.get(model.recusal_field) or []
+        if isinstance(listed, str):
+            listed = [part.strip() for part in listed.split(",")]
+        if username in listed:
+            return f"recusal: {username} is listed in {model.recusal_field} (involved in the disputed work) " \
+                   "and may not work this task"
+        return None
+
+    # --- cases --------------------------------------------------------------------------
+
+    def _load(self, instance: Instance, compiled: Compiled) -> BpmnWorkflow:
+        return state.load(instance.state, compiled.spec, compiled.subprocess_specs, self.script_engine)
+
+    def _run(self, action) -> None:
+        """Run workflow code; its failures become CaseError with the library's message."""
+        try:
+            action()
+        except SpiffWorkflowException as error:
+            raise CaseError(f"the case cannot go on: {error}") from error
+
+    def start_case(self, key: str, data: Any, actor: Actor, version: int | None = None) -> StepResult:
+        """Start a case of the latest (or given) version; raises ValidationFailed on bad start data."""
+        with self._write() as session:
+            definition = self.definition(session, key, version)
+            pinned = self._pin(session, definition)
+            compiled = self.compiled(session, definition, pinned)
+            model = compiled.models[key]
+            clean = forms.validate(model.start_form, data if data is not None else {},
+                                   user_exists=self._user_exists(session))
+            now = self.clock.now()
+            clean.update(initiator=actor.username, started_at=now.astimezone(self.tz).isoformat())
+            workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs, script_engine=self.script_engine)
+
+            def begin() -> None:
+                for task in workflow.get_tasks(state=TaskState.READY):
+                    task.set_data(**clean)
+                workflow.do_engine_steps()
+
+            self._run(begin)
+            instance = Instance(
+                definition_id=definition.id, definition_key=key, version=definition.version, pinned=pinned,
+                status=RUNNING, data={}, state="{}", error=None, breaches=[], started_by=actor.username,
+                created_at=now, updated_at=now, ended_at=None,
+            )
+            session.add(instance)
+            session.flush()
+            audit = AuditLog(session, lock=False)
+            audit.append(instance_chain(instance.id), "instance_started", at=now, actor=actor.username,
+                         instance_id=instance.id, data={
+                             "definition_key": key, "version": definition.version, "sha256": definition.sha256,
+                             "pinned": pinned, "submitted": _json_safe(data if data is not None else {}),
+                             "data": _json_safe(clean),
+                         })
+            result = StepResult(instance.id)
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result)
+            return result
+
+    def _task_and_instance(self, session: Session, task_id: int) -> tuple[HumanTask, Instance]:
+        task = session.get(HumanTask, task_id)
+        if task is None:
+            raise NotFound(f"no task {task_id}")
+        instance = self._lock(session, Instance, task.instance_id)
+        session.refresh(task)  # read again now that the case is locked
+        return task, instance
+
+    def complete_task(self, task_id: int, data: Any, actor: Actor, etag: str | None = None) -> StepResult:
+        """Complete a task with its form data, claiming it first when it is unclaimed.
+
+        Raises NotFound, Forbidden (not in the group, held by another, recused),
+        Conflict (already completed, or changed since `etag`), ValidationFailed.
+        """
+        with self._write() as session:
+            task, instance = self._task_and_instance(session, task_id)
+            if task.status != OPEN:
+                raise Conflict(f"task {task_id} is already {task.status}")
+            if etag is not None and etag.strip('"') != etag_of(task):
+                raise Conflict(f"task {task_id} changed since it was read (etag {etag_of(task)})")
+            if not self.may_work(task, actor):
+                holder = f"it is assigned to {task.assignee}" if task.assignee else "you are not in its group"
+                raise Forbidden(f"you may not complete task {task_id}: {holder}")
+            if instance.status != RUNNING:
+                raise Conflict(f"the case is {instance.status}")
+            compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
+                                     instance.pinned)
+            _key, model = compiled.user_task(task.process_key, task.element_id)
+            workflow = self._load(instance, compiled)
+            spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
+            if spiff_task is None or spiff_task.state != TaskState.READY:
+                raise Conflict(f"task {task_id} is no longer waiting in the case")
+            before = case_data(workflow)
+            recusal = self.recusal_problem(model, {**before, **spiff_task.data}, actor.username)
+            if recusal:
+                raise Forbidden(recusal)
+            clean = forms.validate(model.form, data if data is not None else {}, current=spiff_task.data,
+                                   user_exists=self._user_exists(session))
+            now = self.clock.now()
+            audit = AuditLog(session, lock=False)
+            chain = instance_chain(instance.id)
+            if not task.assignee:
+                task.assignee, task.claimed_at = actor.username, now
+                audit.append(chain, "task_claimed", at=now, actor=actor.username, instance_id=instance.id,
+                             element_id=task.element_id, task_id=task.id, data={"implicit": True})
+
+            def complete() -> None:
+                spiff_task.set_data(**clean)
+                spiff_task.run()
+                workflow.do_engine_steps()
+
+            self._run(complete)
+            task.status, task.completed_at, task.completed_by = COMPLETED, now, actor.username
+            task.version += 1
+            audit.append(chain, "task_completed", at=now, actor=actor.username, instance_id=instance.id,
+                         element_id=task.element_id, task_id=task.id, data={
+                             "submitted": _json_safe(data if data is not None else {}),
+                             "changes": data_changes(before, case_data(workflow)),
+                             "spiff_task_id": task.spiff_task_id,
+                         })
+            result = StepResult(instance.id)
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result)
+            return result
+
+    def claim_task(self, task_id: int, actor: Actor) -> None:
+        """Take an unclaimed task of one's group; Conflict when another user holds it."""
+        with self._write() as session:
+            task, instance = self._task_and_instance(session, task_id)
+            self._check_open(task)
+            if task.assignee == actor.username:
+                return
+            if task.assignee:
+                raise Conflict(f"task {task_id} is claimed by {task.assignee}")
+            if not self.may_work(task, actor):
+                raise Forbidden(f"you may not claim task {task_id}: you are not in its group")
+            self._check_recusal(session, task, instance, actor.username)
+            now = self.clock.now()
+            task.assignee, task.claimed_at, task.version = actor.username, now, task.version + 1
+            instance.updated_at = now
+            AuditLog(session, lock=False).append(
+                instance_chain(instance.id), "task_claimed", at=now, actor=actor.username, instance_id=instance.id,
+                element_id=task.element_id, task_id=task.id, data={})
+
+    def unclaim_task(self, task_id: int, actor: Actor) -> None:
+        """Give a claimed task back to its group."""
+        with self._write() as session:
+            task, instance = self._task_and_instance(session, task_id)
+            self._check_open(task)
+            if task.assignee is None:
+                return
+            if task.assignee != actor.username and not actor.is_admin:
+                raise Conflict(f"task {task_id} is claimed by {task.assignee}")
+            now = self.clock.now()
+            previous = task.assignee
+            task.assignee, task.claimed_at, task.version = None, None, task.version + 1
+            instance.updated_at = now
+            AuditLog(session, lock=False).append(
+                instance_chain(instance.id), "task_unclaimed", at=now, actor=actor.username,
+                instance_id=instance.id, element_id=task.element_id, task_id=task.id, data={"previous": previous})
+
+    def assign_task(self, task_id: int, username: str, actor: Actor) -> None:
+        """Give a task to a user of its group (a lead's, owner's or admin's act; the caller checks who)."""
+        with self._write() as session:
+            task, instance = self._task_and_instance(session, task_id)
+            self._check_open(task)
+            user = session.scalars(select(User).where(User.username == username)).one_or_none()
+            if user is None or not user.is_active:
+                raise NotFound(f"no user '{username}'")
+            target = Actor(user.username, frozenset(r.role for r in user.roles),
+                           frozenset(g.group_name for g in user.groups))
+            if not (bool(self._candidates(task, "group") & target.groups)
+                    or username in self._candidates(task, "user") or target.is_admin):
+                raise Forbidden(f"{username} is not in the group of task {task_id}")
+            self._check_recusal(session, task, instance, username)
+            now = self.clock.now()
+            previous = task.assignee
+            task.assignee, task.claimed_at, task.version = username, now, task.version + 1
+            instance.updated_at = now
+            AuditLog(session, lock=False).append(
+                instance_chain(instance.id), "task_assigned", at=now, actor=actor.username, instance_id=instance.id,
+                element_id=task.element_id, task_id=task.id, data={"assignee": username, "previous": previous})
+
+    @staticmethod
+    def _check_open(task: HumanTask) -> None:
+        if task.status != OPEN:
+            raise Conflict(f"task {task.id} is already {task.status}")
+
+    def _check_recusal(self, session: Session, task: HumanTask, instance: Instance, username: str) -> None:
+        compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
+                                 instance.pinned)
+        _key, model = compiled.user_task(task.process_key, task.element_id)
+        if model.recusal_field:
+            problem = self.recusal_problem(model, instance.data, username)
+            if problem:
+                raise Forbidden(problem)
+
+    def terminate(self, instance_id: int, reason: str, actor: Actor) -> None:
+        """End a running case now; its open tasks and timers are cancelled."""
+        with self._write() as session:
+            instance = self._lock(session, Instance, instance_id)
+            if instance is None:
+                raise NotFound(f"no instance {instance_id}")
+            if instance.status in {COMPLETED, TERMINATED}:
+                raise Conflict(f"the case is already {instance.status}")
+            now = self.clock.now()
+            audit = AuditLog(session, lock=False)
+            chain = instance_chain(instance.id)
+            for task in session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                                HumanTask.status == OPEN)):
+                task.status, task.version = CANCELLED, task.version + 1
+                audit.append(chain, "task_cancelled", at=now, actor=actor.username, instance_id=instance.id,
+                             element_id=task.element_id, task_id=task.id, data={"reason": "case terminated"})
+            for timer in session.scalars(select(Timer).where(Timer.instance_id == instance.id,
+                                                             Timer.status == WAITING)):
+                timer.status = CANCELLED
+            instance.status, instance.ended_at, instance.updated_at = TERMINATED, now, now
+            audit.append(chain, "instance_terminated", at=now, actor=actor.username, instance_id=instance.id,
+                         data={"reason": reason})
+
+    # --- timers ---------------------------------------------------------------------
+
+    def next_due(self) -> datetime | None:
+        """When the earliest waiting timer falls due (the scheduler sleeps until then)."""
+        with self.read() as uow:
+            return uow.session.scalar(select(func.min(Timer.next_attempt_at)).where(Timer.status == WAITING))
+
+    def fire_due_timers(self, limit: int = 200) -> int:
+        """Fire every timer due by now, oldest first, in batches; return how many fired.
+
+        Each case's timers fire in a savepoint of the batch's transaction, so one
+        failing case does not hold back the others; its timer is retried with
+        back-off and, after the last try, the case is marked `error`.
+        """
+        fired_total = 0
+        while True:
+            fired, selected = self._fire_batch(limit)
+            fired_total += fired
+            if selected < limit:
+                return fired_total
+
+    def _fire_batch(self, limit: int) -> tuple[int, int]:
+        fired = 0
+        with self._write() as session:
+            wall = self.clock.now()
+            query = (select(Timer).where(Timer.status == WAITING, Timer.next_attempt_at <= wall)
+                     .order_by(Timer.due_at, Timer.id).limit(limit))
+            if self.db.is_postgres:
+                query = query.with_for_update(skip_locked=True)
+            timers = list(session.scalars(query))
+            by_instance: dict[int, list[Timer]] = {}
+            for timer in timers:
+                by_instance.setdefault(timer.instance_id, []).append(timer)
+            for instance_id, due in by_instance.items():
+                savepoint = session.begin_nested()
+                try:
+                    fired += self._fire_instance_timers(session, instance_id, due, wall)
+                    savepoint.commit()
+                except Exception as error:  # noqa: BLE001 - one case's failure must not stop the others
+                    savepoint.rollback()
+                    self._timer_failed(session, instance_id, due[0].id, wall, error)
+            return fired, len(timers)
+
+    def _fire_instance_timers(self, session: Session, instance_id: int, due: list[Timer], wall: datetime) -> int:
+        instance = self._lock(session, Instance, instance_id)
+        if instance is None or instance.status != RUNNING:
+            for timer in due:
+                timer.status = CANCELLED
+            return 0
+        compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
+                                 instance.pinned)
+        workflow = self._load(instance, compiled)
+        audit = AuditLog(session, lock=False)
+        chain = instance_chain(instance.id)
+        fired = 0
+        for timer in due:
+            spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
+            if spiff_task is None or spiff_task.state != TaskState.WAITING:
+                timer.status = CANCELLED
+                continue
+            # The case moves at the timer's due time, so catch-up after downtime
+            # computes later deadlines as if the timer had fired on time.
+            engine_time = max(timer.due_at + timedelta(milliseconds=1), instance.updated_at)
+            before = case_data(workflow)
+            with use_clock(FakeClock(engine_time)):
+                def fire() -> None:
+                    workflow.refresh_timers()
+                    workflow.do_engine_steps()
+                self._run(fire)
+                timer.status, timer.fired_at = FIRED, wall
+                element_name = self._element_name(compiled, timer.element_id)
+                audit.append(chain, "timer_fired", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
+                             element_id=timer.element_id, data={
+                                 "due_at": _iso(timer.due_at), "fired_at": _iso(wall), "timer_id": timer.id,
+                                 "spiff_task_id": timer.spiff_task_id, "name": element_name,
+                                 "changes": data_changes(before, case_data(workflow)),
+                             })
+                if timer.element_id in compiled.escalations:
+                    breach = {"element_id": timer.element_id, "name": element_name, "due_at": _iso(timer.due_at),
+                              "fired_at": _iso(wall)}
+                    instance.breaches = [*instance.breaches, breach]
+                    audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
+                                 element_id=timer.element_id, data=breach)
+                self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit, StepResult(instance.id))
+            fired += 1
+        return fired
+
+    @staticmethod
+    def _element_name(compiled: Compiled, element_id: str) -> str:
+        for model in compiled.models.values():
+            if element_id in model.element_names:
+                return model.element_names[element_id]
+        return element_id
+
+    def _timer_failed(self, session: Session, instance_id: int, timer_id: int, wall: datetime,
+                      error: BaseException) -> None:
+        timer = session.get(Timer, timer_id)
+        message = getattr(error, "message", None) or str(error) or type(error).__name__
+        log.warning("timer %s of case %s failed: %s", timer_id, instance_id, message)
+        timer.attempts += 1
+        timer.last_error = message
+        if timer.attempts < TIMER_MAX_ATTEMPTS:
+            timer.next_attempt_at = wall + TIMER_BACKOFF[min(timer.attempts - 1, len(TIMER_BACKOFF) - 1)]
+            return
+        timer.status = FAILED
+        instance = session.get(Instance, instance_id)
+        if instance is not None and instance.status == RUNNING:
+            instance.status, instance.error, instance.updated_at = ERROR, message, wall
+            AuditLog(session, lock=False).append(
+                instance_chain(instance_id), "incident", at=wall, actor=SYSTEM.username, instance_id=instance_id,
+                element_id=timer.element_id, data={"timer_id": timer.id, "attempts": timer.attempts,
+                                                   "error": message})
+
+    # --- keeping the rows in step with the workflow -----------------------------------
+
+    def _evaluate(self, spiff_task, expression: str) -> Any:
+        try:
+            return self.script_engine.evaluate(spiff_task, expression)
+        except SpiffWorkflowException as error:
+            raise CaseError(f"expression '{expression}' of '{spiff_task.task_spec.bpmn_id}' failed: {error}") \
+                from error
+
+    def _deadline(self, spiff_task, expression: str | None, created: datetime) -> datetime | None:
+        if not expression:
+            return None
+        value = self._evaluate(spiff_task, expression)
+        if value in (None, ""):
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=self.tz)
+        text = str(value).strip()
+        if text.upper().startswith("P"):
+            return (created.astimezone(self.tz) + parse_iso_duration(text)).astimezone(timezone.utc)
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError as error:
+            raise CaseError(f"due date of '{spiff_task.task_spec.bpmn_id}' is not a date-time or duration: "
+                            f"{text!r}") from error
+        return (when if when.tzinfo else when.replace(tzinfo=self.tz)).astimezone(timezone.utc)
+
+    def _people(self, spiff_task, model: bpmn.UserTaskModel) -> tuple[list[str], str | None]:
+        groups = list(model.groups)
+        if model.groups_expr:
+            value = self._evaluate(spiff_task, model.groups_expr)
+            groups = [g.strip() for g in (value.split(",") if isinstance(value, str) else value or []) if g.strip()]
+        assignee = None
+        if model.assignee_expr:
+            value = self._evaluate(spiff_task, model.assignee_expr)
+            assignee = str(value) if value else None
+        return groups, assignee
+
+    def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
+              now: datetime, actor: Actor, audit: AuditLog, result: StepResult) -> None:
+        session.flush()
+        chain = instance_chain(instance.id)
+        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+                 if t.task_spec.bpmn_id}
+        open_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
+                                                                  HumanTask.status == OPEN)))
+        for row in open_rows:
+            if row.spiff_task_id not in ready:
+                row.status, row.version = CANCELLED, row.version + 1
+                audit.append(chain, "task_cancelled", at=now, actor=actor.username, instance_id=instance.id,
+                             element_id=row.element_id, task_id=row.id, data={"reason": "left by the flow"})
+        known = {row.spiff_task_id for row in open_rows}
+        for spiff_id, spiff_task in ready.items():
+            if spiff_id in known:
+                continue
+            key, model = compiled.user_task(spiff_task.workflow.spec.name, spiff_task.task_spec.bpmn_id)
+            groups, assignee = self._people(spiff_task, model)
+            row = HumanTask(
+                instance_id=instance.id, definition_key=instance.definition_key, process_key=key,
+                spiff_task_id=spiff_id, element_id=model.element_id, name=model.name,
+                group_name=groups[0] if groups else None, assignee=assignee, status=OPEN,
+                due_at=self._deadline(spiff_task, model.due_expr, now),
+                follow_up_at=self._deadline(spiff_task, model.follow_up_expr, now),
+                created_at=now, claimed_at=now if assignee else None, version=1,
+            )
+            row.candidates = ([TaskCandidate(kind="group", name=g) for g in dict.fromkeys(groups)]
+                              + [TaskCandidate(kind="user", name=u) for u in dict.fromkeys(model.users)])
+            session.add(row)
+            session.flush()
+            result.created_task_ids.append(row.id)
+            audit.append(chain, "task_created", at=now, actor=actor.username, instance_id=instance.id,
+                         element_id=row.element_id, task_id=row.id, data={
+                             "name": row.name, "groups": groups, "users": list(model.users), "assignee": assignee,
+                             "due_at": _iso(row.due_at), "spiff_task_id": spiff_id,
+                         })
+        self._sync_timers(session, instance, workflow, now)
+        instance.data = case_data(workflow)
+        instance.state = state.dump(workflow)
+        instance.updated_at = now
+        if workflow.is_completed() and instance.status == RUNNING:
+            instance.status, instance.ended_at = COMPLETED, now
+            audit.append(chain, "instance_completed", at=now, actor=actor.username, instance_id=instance.id,
+                         data={"data": instance.data})
+
+    def _sync_timers(self, session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+        waiting = {}
+        for task in workflow.get_tasks(state=TaskState.WAITING):
+            definition = getattr(task.task_spec, "event_definition", None)
+            if not isinstance(definition, TimerEventDefinition):
+                continue
+            value = task.internal_data.get("event_value")
+            if isinstance(value, dict):
+                value = value.get("next") if value.get("cycles", 0) != 0 else None
+            if not value:
+                continue
+            due = TimerEventDefinition.get_datetime(value)
+            waiting[(str(task.id), due)] = task
+        rows = list(session.scalars(select(Timer).where(Timer.instance_id == instance.id, Timer.status == WAITING)))
+        have = set()
+        for row in rows:
+            key = (row.spiff_task_id, row.due_at)
+            if key in waiting:
+                have.add(key)
+            else:
+                row.status = FIRED if row.due_at <= now else CANCELLED
+        for (spiff_id, due), task in waiting.items():
+            if (spiff_id, due) not in have:
+                session.add(Timer(instance_id=instance.id, spiff_task_id=spiff_id, element_id=task.task_spec.bpmn_id,
+                                  due_at=due, status=WAITING, attempts=0, next_attempt_at=due, created_at=now))
+
+
+def audit_events(session: Session, instance_id: int) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                                .order_by(AuditEvent.seq)))
