@@ -114,6 +114,75 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from engine.replay import ReplayError, replay
+
+    engine = _engine(args.db)
+    try:
+        result = replay(engine, args.instance_id, args.upto)
+    except ReplayError as error:
+        print(f"error: the events cannot be replayed: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+    if result.matches_stored is False:
+        print(f"the stored case differs from its history in {len(result.differences)} field(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when someone is watching."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int) -> None:
+        if self.enabled:
+            width = 40
+            filled = min(width, width * done // self.total)
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} events", end="", file=sys.stderr)
+            if done >= self.total:
+                print(file=sys.stderr)
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from engine.audit import verify_database
+    from storage.models import AuditEvent
+
+    engine = _engine(args.db)
+    with engine.read() as uow:
+        total = uow.session.scalar(select(func.count()).select_from(AuditEvent))
+        report = verify_database(uow.session, progress=_Progress(total))
+    if report.ok:
+        print(f"ok: {report.events_checked} events checked, every chain intact")
+        return 0
+    broken = report.first_broken
+    where = f"instance {broken.instance_id}" if broken.instance_id is not None else f"chain {broken.chain}"
+    print(f"broken: {where}, event seq {broken.seq}: {broken.reason} ({report.events_checked} events checked)")
+    return 1
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from engine.audit import export_lines, export_query
+
+    engine = _engine(args.db)
+    query = export_query(instance_id=args.instance_id, definition_key=args.definition_key, actor=args.actor)
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        with engine.read() as uow:
+            for chunk in export_lines(uow.session, query, args.format):
+                out.write(chunk)
+    finally:
+        if args.output:
+            out.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="complaintflow", description="Complaint-handling procedures as BPMN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +219,25 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--display-name")
     db_option(add)
     add.set_defaults(func=cmd_users_add)
+
+    replay = sub.add_parser("replay", help="rebuild a case from its events and compare it with the stored one")
+    replay.add_argument("instance_id", type=int)
+    replay.add_argument("--upto", type=int, default=None, help="stop after this event seq")
+    db_option(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    audit = sub.add_parser("audit", help="the audit history").add_subparsers(dest="audit_command", required=True)
+    verify = audit.add_parser("verify", help="check every event's hash chain")
+    db_option(verify)
+    verify.set_defaults(func=cmd_audit_verify)
+    export = audit.add_parser("export", help="write events as JSON lines or CSV (UTF-8 with BOM)")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--instance-id", type=int)
+    export.add_argument("--definition-key")
+    export.add_argument("--actor")
+    export.add_argument("--output", "-o")
+    db_option(export)
+    export.set_defaults(func=cmd_audit_export)
     return parser
 
 

@@ -128,20 +128,139 @@ class ChainBreak:
     reason: str
 
 
+class ChainChecker:
+    """Checks events fed in (chain, seq) order, one at a time."""
+
+    def __init__(self) -> None:
+        self.chain: str | None = None
+        self.expected_seq = 1
+        self.prev = GENESIS
+
+    def check(self, event: AuditEvent) -> ChainBreak | None:
+        if event.chain != self.chain:
+            self.chain, self.expected_seq, self.prev = event.chain, 1, GENESIS
+        if event.seq != self.expected_seq:
+            found = ChainBreak(event.chain, event.instance_id, event.seq,
+                               f"expected seq {self.expected_seq}, found {event.seq} "
+                               "(an event was deleted or inserted)")
+        elif event.prev_hash != self.prev:
+            found = ChainBreak(event.chain, event.instance_id, event.seq,
+                               "prev_hash does not match the previous event")
+        elif event_hash(event) != event.hash:
+            found = ChainBreak(event.chain, event.instance_id, event.seq, "hash does not match the event's content")
+        else:
+            found = None
+        self.expected_seq = event.seq + 1
+        self.prev = event.hash
+        return found
+
+
 def verify_events(events: Iterable[AuditEvent]) -> Iterator[ChainBreak | None]:
     """Check events ordered by (chain, seq); yield None per good event, a break per bad one."""
-    chain, expected_seq, prev = None, 0, GENESIS
+    checker = ChainChecker()
     for event in events:
-        if event.chain != chain:
-            chain, expected_seq, prev = event.chain, 1, GENESIS
-        if event.seq != expected_seq:
-            yield ChainBreak(chain, event.instance_id, event.seq,
-                             f"expected seq {expected_seq}, found {event.seq} (an event was deleted or inserted)")
-        elif event.prev_hash != prev:
-            yield ChainBreak(chain, event.instance_id, event.seq, "prev_hash does not match the previous event")
-        elif event_hash(event) != event.hash:
-            yield ChainBreak(chain, event.instance_id, event.seq, "hash does not match the event's content")
+        yield checker.check(event)
+
+
+@dataclass
+class VerifyReport:
+    ok: bool
+    events_checked: int
+    first_broken: ChainBreak | None
+
+    def as_dict(self) -> dict[str, Any]:
+        broken = None
+        if self.first_broken is not None:
+            broken = {"instance_id": self.first_broken.instance_id, "seq": self.first_broken.seq,
+                      "chain": self.first_broken.chain, "reason": self.first_broken.reason}
+        return {"ok": self.ok, "events_checked": self.events_checked, "first_broken": broken}
+
+
+def verify_database(session: Session, *, instance_id: int | None = None, batch: int = 5000,
+                    progress=None) -> VerifyReport:
+    """Check every hash chain (or one case's), streaming, and name the first broken event.
+
+    A chain whose last event is missing is caught against the chain head kept in
+    `audit_chains`. `progress(count)` is called after each batch.
+    """
+    heads = {h.chain: h for h in session.scalars(select(AuditChain))}
+    query = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq).execution_options(yield_per=batch)
+    if instance_id is not None:
+        chain_name = instance_chain(instance_id)
+        query = query.where(AuditEvent.chain == chain_name)
+        heads = {chain_name: heads[chain_name]} if chain_name in heads else {}
+    checked, seen_last = 0, {}
+    first: ChainBreak | None = None
+    checker = ChainChecker()
+    for event in session.scalars(query):
+        result = checker.check(event)
+        checked += 1
+        seen_last[event.chain] = event
+        if result is not None and first is None:
+            first = result
+        if progress is not None and checked % batch == 0:
+            progress(checked)
+        if checked % batch == 0:
+            session.expunge_all()
+    if first is None:
+        for chain, head in sorted(heads.items()):
+            last = seen_last.get(chain)
+            if last is None or last.seq != head.last_seq or last.hash != head.last_hash:
+                first = ChainBreak(chain, last.instance_id if last else None, (last.seq + 1) if last else 1,
+                                   f"the chain ends at seq {last.seq if last else 0} but its head records "
+                                   f"seq {head.last_seq} (events were deleted from its end)")
+                break
+    if progress is not None:
+        progress(checked)
+    return VerifyReport(first is None, checked, first)
+
+
+EXPORT_COLUMNS = ("seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash", "hash")
+
+
+def export_query(*, instance_id: int | None = None, definition_key: str | None = None, actor: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None, since_seq: int | None = None):
+    """The events an export or list asks for, in case order."""
+    from storage.models import Instance
+
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if instance_id is not None:
+        query = query.where(AuditEvent.instance_id == instance_id)
+    if since_seq is not None:
+        query = query.where(AuditEvent.seq > since_seq)
+    if definition_key is not None:
+        query = query.where(AuditEvent.instance_id.in_(
+            select(Instance.id).where(Instance.definition_key == definition_key)))
+    if actor is not None:
+        query = query.where(AuditEvent.actor == actor)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return query
+
+
+def export_lines(session: Session, query, fmt: str, batch: int = 2000) -> Iterator[str]:
+    """Yield the export as text chunks: JSON lines, or CSV with a BOM so Excel reads Chinese."""
+    import csv
+    import io
+
+    rows = session.scalars(query.execution_options(yield_per=batch))
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(EXPORT_COLUMNS)
+        yield "\ufeff" + buffer.getvalue()
+    count = 0
+    for event in rows:
+        item = event_dict(event)
+        if fmt == "csv":
+            buffer = io.StringIO()
+            csv.writer(buffer).writerow([canonical_json(item[c]) if c == "data" else
+                                         ("" if item[c] is None else item[c]) for c in EXPORT_COLUMNS])
+            yield buffer.getvalue()
         else:
-            yield None
-        expected_seq = event.seq + 1
-        prev = event.hash
+            yield canonical_json(item) + "\n"
+        count += 1
+        if count % batch == 0:
+            session.expunge_all()
