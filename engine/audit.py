@@ -26,29 +26,29 @@ def instance_chain(instance_id: int) -> str:
 
 
 def canonical_time(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if at.utcoffset():
+        at = at.astimezone(timezone.utc)
+    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}." \
+           f"{at.microsecond:06d}Z"
+
+
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """JSON with sorted keys, no spaces, text as is: one spelling per value."""
+    return _canonical.encode(value)
 
 
-def event_hash(event: AuditEvent | dict[str, Any]) -> str:
-    """Return the hash an event must carry, given its fields and `prev_hash`."""
-    get = event.get if isinstance(event, dict) else lambda name: getattr(event, name)
-    body = {
-        "chain": get("chain"),
-        "seq": get("seq"),
-        "instance_id": get("instance_id"),
-        "type": get("type"),
-        "at": canonical_time(get("at")),
-        "actor": get("actor"),
-        "element_id": get("element_id"),
-        "task_id": get("task_id"),
-        "data": get("data"),
-        "prev_hash": get("prev_hash"),
-    }
-    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+HASHED_FIELDS = ("chain", "seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash")
+
+
+def event_hash(event: Any) -> str:
+    """Return the hash an event must carry, given its fields and `prev_hash` (a model, row or dict)."""
+    values = event if isinstance(event, dict) else {name: getattr(event, name) for name in HASHED_FIELDS}
+    body = {name: values[name] for name in HASHED_FIELDS}
+    body["at"] = canonical_time(body["at"])
+    return hashlib.sha256(_canonical.encode(body).encode("utf-8")).hexdigest()
 
 
 class AuditLog:
@@ -184,15 +184,17 @@ def verify_database(session: Session, *, instance_id: int | None = None, batch: 
     `audit_chains`. `progress(count)` is called after each batch.
     """
     heads = {h.chain: h for h in session.scalars(select(AuditChain))}
-    query = select(AuditEvent).order_by(AuditEvent.chain, AuditEvent.seq).execution_options(yield_per=batch)
+    # Plain rows, streamed: memory stays flat however many events there are.
+    table = AuditEvent.__table__
+    query = select(table).order_by(table.c.chain, table.c.seq).execution_options(yield_per=batch)
     if instance_id is not None:
         chain_name = instance_chain(instance_id)
-        query = query.where(AuditEvent.chain == chain_name)
+        query = query.where(table.c.chain == chain_name)
         heads = {chain_name: heads[chain_name]} if chain_name in heads else {}
     checked, seen_last = 0, {}
     first: ChainBreak | None = None
     checker = ChainChecker()
-    for event in session.scalars(query):
+    for event in session.execute(query):
         result = checker.check(event)
         checked += 1
         seen_last[event.chain] = event
@@ -200,8 +202,6 @@ def verify_database(session: Session, *, instance_id: int | None = None, batch: 
             first = result
         if progress is not None and checked % batch == 0:
             progress(checked)
-        if checked % batch == 0:
-            session.expunge_all()
     if first is None:
         for chain, head in sorted(heads.items()):
             last = seen_last.get(chain)
@@ -223,7 +223,7 @@ def export_query(*, instance_id: int | None = None, definition_key: str | None =
     """The events an export or list asks for, in case order."""
     from storage.models import Instance
 
-    query = select(AuditEvent).order_by(AuditEvent.id)
+    query = select(AuditEvent.__table__).order_by(AuditEvent.id)
     if instance_id is not None:
         query = query.where(AuditEvent.instance_id == instance_id)
     if since_seq is not None:
@@ -245,13 +245,12 @@ def export_lines(session: Session, query, fmt: str, batch: int = 2000) -> Iterat
     import csv
     import io
 
-    rows = session.scalars(query.execution_options(yield_per=batch))
+    rows = session.execute(query.execution_options(yield_per=batch))
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(EXPORT_COLUMNS)
         yield "\ufeff" + buffer.getvalue()
-    count = 0
     for event in rows:
         item = event_dict(event)
         if fmt == "csv":
@@ -261,6 +260,3 @@ def export_lines(session: Session, query, fmt: str, batch: int = 2000) -> Iterat
             yield buffer.getvalue()
         else:
             yield canonical_json(item) + "\n"
-        count += 1
-        if count % batch == 0:
-            session.expunge_all()
