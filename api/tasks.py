@@ -1,0 +1,158 @@
+"""`/api/v1/tasks`: the inbox and working a task (claim, unclaim, assign, complete)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import and_, or_, select
+
+from api.auth import current_actor
+from api.errors import forbidden, invalid
+from api.present import engine, inbox_clause, instance_dict, reads_all, task_dict
+from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
+from engine.errors import Conflict, NotFound
+from engine.service import ADMIN, PROCESS_OWNER, etag_of
+from storage.models import HumanTask, Instance, TaskCandidate
+
+bp = Blueprint("tasks", __name__)
+
+# Groups whose members may hand a task to someone (besides process owners and admins).
+DEFAULT_LEAD_GROUPS = ("cs_supervisor",)
+
+
+def _position(task: HumanTask) -> list:
+    due = task.due_at.isoformat() if task.due_at else None
+    return [due, task.created_at.isoformat(), task.id]
+
+
+def _after(position: list):
+    """Rows after the cursor in the order: due_at (nulls last), created_at, id."""
+    try:
+        due = datetime.fromisoformat(position[0]) if position[0] is not None else None
+        created, ident = datetime.fromisoformat(position[1]), int(position[2])
+    except (TypeError, ValueError):
+        raise invalid({"cursor": "is not a cursor this list gave out"}) from None
+    same_due_later = or_(HumanTask.created_at > created,
+                         and_(HumanTask.created_at == created, HumanTask.id > ident))
+    if due is None:
+        return and_(HumanTask.due_at.is_(None), same_due_later)
+    return or_(HumanTask.due_at.is_(None), HumanTask.due_at > due,
+               and_(HumanTask.due_at == due, same_due_later))
+
+
+@bp.get("/tasks")
+def inbox():
+    actor = current_actor()
+    limit, after = limit_arg(), cursor_arg(3)
+    query = select(HumanTask).where(inbox_clause(actor))
+    args = request.args
+    if args.get("group"):
+        query = query.where(HumanTask.id.in_(select(TaskCandidate.task_id).where(
+            TaskCandidate.kind == "group", TaskCandidate.name == args["group"])))
+    if args.get("assignee"):
+        if args["assignee"] != "me":
+            raise invalid({"assignee": "only 'me' is supported"})
+        query = query.where(HumanTask.assignee == actor.username)
+    if args.get("definition_key"):
+        query = query.where(HumanTask.definition_key == args["definition_key"])
+    due_before = datetime_arg("due_before", engine().tz)
+    if due_before is not None:
+        query = query.where(HumanTask.due_at < due_before)
+    if args.get("overdue"):
+        if args["overdue"] not in ("true", "false"):
+            raise invalid({"overdue": "use true or false"})
+        if args["overdue"] == "true":
+            query = query.where(HumanTask.due_at < engine().clock.now())
+    if after is not None:
+        query = query.where(_after(after))
+    query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+    with engine().read() as uow:
+        rows = list(uow.session.scalars(query.limit(limit + 1)))
+    return jsonify(page(rows, limit, _position, task_dict))
+
+
+def _task(session, task_id: int) -> HumanTask:
+    """The task when the caller may see it: those who read everything, or who may work it."""
+    task = session.get(HumanTask, task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    actor = current_actor()
+    if not (reads_all(actor) or engine().may_work(task, actor) or task.completed_by == actor.username):
+        raise forbidden(f"task {task_id} is not in your inbox")
+    return task
+
+
+def _check_etag(task_id: int) -> None:
+    """Refuse with 409 when If-Match names an older version of the task."""
+    wanted = request.headers.get("If-Match")
+    if wanted is None:
+        return
+    with engine().read() as uow:
+        task = _task(uow.session, task_id)
+        if wanted.strip('"') != etag_of(task):
+            raise Conflict(f"task {task_id} changed since it was read (etag {etag_of(task)})")
+
+
+def _task_response(task_id: int):
+    with engine().read() as uow:
+        task = uow.session.get(HumanTask, task_id)
+        response = jsonify(task_dict(task))
+    response.headers["ETag"] = f'"{etag_of(task)}"'
+    return response
+
+
+@bp.get("/tasks/<int:task_id>")
+def get_task(task_id: int):
+    with engine().read() as uow:
+        session = uow.session
+        task = _task(session, task_id)
+        instance = session.get(Instance, task.instance_id)
+        compiled = engine().compiled(session, engine().definition(session, instance.definition_key,
+                                                                  instance.version), instance.pinned)
+        _key, model = compiled.user_task(task.process_key, task.element_id)
+        response = jsonify({**task_dict(task), "status": task.status, "form": model.form.as_dict(),
+                            "data": instance.data})
+    response.headers["ETag"] = f'"{etag_of(task)}"'
+    return response
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+def claim(task_id: int):
+    _check_etag(task_id)
+    engine().claim_task(task_id, current_actor())
+    return _task_response(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/unclaim")
+def unclaim(task_id: int):
+    _check_etag(task_id)
+    engine().unclaim_task(task_id, current_actor())
+    return _task_response(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/assign")
+def assign(task_id: int):
+    actor = current_actor()
+    leads = set(current_app.config.get("LEAD_GROUPS", DEFAULT_LEAD_GROUPS))
+    if not (actor.roles & {PROCESS_OWNER, ADMIN} or actor.groups & leads):
+        raise forbidden("only group leads, process owners and admins may assign tasks")
+    username = json_body().get("username")
+    if not isinstance(username, str) or not username:
+        raise invalid({"username": "a username is required"})
+    _check_etag(task_id)
+    engine().assign_task(task_id, username, actor)
+    return _task_response(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/complete")
+def complete(task_id: int):
+    data = optional_json_body().get("data", {})
+    if not isinstance(data, dict):
+        raise invalid({"data": "must be an object"})
+    result = engine().complete_task(task_id, data, current_actor(), etag=request.headers.get("If-Match"))
+    with engine().read() as uow:
+        session = uow.session
+        instance = session.get(Instance, result.instance_id)
+        next_tasks = session.scalars(select(HumanTask).where(HumanTask.id.in_(result.created_task_ids))
+                                     .order_by(HumanTask.id)) if result.created_task_ids else []
+        return jsonify({"instance": instance_dict(session, instance), "next_tasks": [task_dict(t) for t in next_tasks]})
