@@ -35,6 +35,10 @@ class ValidationFailed(EngineError):
 
     code = "validation_error"
 
+    def __str__(self) -> str:
+        fields = "; ".join(f"{name}: {why}" for name, why in (self.details or {}).items())
+        return f"{self.message} ({fields})" if fields else self.message
+
 
 @dataclass(frozen=True)
 class Problem:
