@@ -105,6 +105,23 @@ class BusinessCalendar:
             candidate = self._at(local.date() + timedelta(days=1), at)
         return candidate
 
+    def next_day_of_month(self, day: int, hhmm: str, after: datetime) -> datetime:
+        """Return the first local `hhmm` on day `day` of a month strictly after `after`.
+
+        Months too short for `day` use their last day.
+        """
+        if not 1 <= day <= 31:
+            raise ValueError(f"day of month must be 1-31, got {day}")
+        at = parse_hhmm(hhmm)
+        local = self.localize(after)
+        year, month = local.year, local.month
+        while True:
+            last = (date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+            candidate = self._at(date(year, month, min(day, last)), at)
+            if candidate > local:
+                return candidate
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+
     def next_working_time_of_day(self, hhmm: str, after: datetime) -> datetime:
         """Return the first local `hhmm` on a working day strictly after `after`."""
         candidate = self.next_time_of_day(hhmm, after)

@@ -155,7 +155,11 @@ class ProcessModel:
     escalation_elements: frozenset[str]
     called_keys: tuple[str, ...]
     element_names: dict[str, str]
-    has_timer_start: bool
+    timer_start_ids: tuple[str, ...]
+
+    @property
+    def has_timer_start(self) -> bool:
+        return bool(self.timer_start_ids)
 
 
 @dataclass
@@ -513,11 +517,11 @@ class _Checker:
         for task in [*process.iter(q("userTask")), *process.iter(q("manualTask"))]:
             user_tasks[task.get("id")] = self.user_task(task, lanes.get(task.get("id")))
 
-        start_form, has_timer_start = None, False
+        start_form, timer_starts = None, []
         starts = [s for s in process.findall("bpmn:startEvent", NS)]
         for start in starts:
             if start.find("bpmn:timerEventDefinition", NS) is not None:
-                has_timer_start = True
+                timer_starts.append(start.get("id"))
             else:
                 start_form = self.form(start, start.get("name") or process.get("name") or key) or start_form
         if not starts:
@@ -530,7 +534,7 @@ class _Checker:
             key=key, name=process.get("name") or key, documentation=_documentation(process),
             start_form=start_form, start_groups=start_groups, user_tasks=user_tasks,
             escalation_elements=frozenset(escalations), called_keys=tuple(dict.fromkeys(called)),
-            element_names=names, has_timer_start=has_timer_start,
+            element_names=names, timer_start_ids=tuple(timer_starts),
         )
 
     def user_task(self, task: etree._Element, lane: etree._Element | None) -> UserTaskModel:

@@ -75,3 +75,15 @@ class CaseError(EngineError):
     """A case's own logic failed (a script raised, a condition matched nothing)."""
 
     code = "case_error"
+
+
+class TooLarge(EngineError):
+    """A file is larger than the configured limit."""
+
+    code = "too_large"
+
+
+class UnsupportedType(EngineError):
+    """A file's bytes are not of an allowed type."""
+
+    code = "unsupported_media_type"

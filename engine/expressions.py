@@ -95,6 +95,10 @@ def expression_functions(calendar: BusinessCalendar) -> dict[str, Callable[..., 
         """Return the moment `n` working days after `start`, same local time (see BusinessCalendar)."""
         return calendar.add_working_days(parse_datetime(start), operator.index(n)).isoformat()
 
+    def next_day_of_month(day: int, hhmm: str = "09:00", after: DateTimeLike | None = None) -> str:
+        """Return the next local `hhmm` on day `day` of a month after `after` (default: now)."""
+        return calendar.next_day_of_month(day, hhmm, _after(after)).isoformat()
+
     def next_time_of_day(hhmm: str, after: DateTimeLike | None = None) -> str:
         """Return the next local `hhmm` strictly after `after` (default: now)."""
         return calendar.next_time_of_day(hhmm, _after(after)).isoformat()
@@ -122,6 +126,7 @@ def expression_functions(calendar: BusinessCalendar) -> dict[str, Callable[..., 
 
     return {
         "now": now,
+        "next_day_of_month": next_day_of_month,
         "parse_datetime": parse_datetime,
         "add_duration": add_duration,
         "add_hours": add_hours,

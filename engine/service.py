@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
@@ -222,8 +222,15 @@ class Engine:
     def deploy(self, files: Sequence[tuple[str, bytes]], actor: Actor) -> list[DeployResult]:
         """Deploy files as one unit: every changed process gets a new version, or none does.
 
-        Raises InvalidBpmn with every problem found.
+        Raises InvalidBpmn with every problem found. A deployed process that
+        starts on a timer gets its first case waiting on that timer.
         """
+        results = self._deploy(files, actor)
+        if any(result.created for result in results):
+            self.ensure_scheduled_starts()
+        return results
+
+    def _deploy(self, files: Sequence[tuple[str, bytes]], actor: Actor) -> list[DeployResult]:
         with self._write() as session:
             deployed = self._deployed_keys(session)
             bundle = bpmn.load_files(files, resolve_called=deployed.__contains__)
@@ -342,41 +349,85 @@ class Engine:
             raise CaseError(f"the case cannot go on: {error}") from error
 
     def start_case(self, key: str, data: Any, actor: Actor, version: int | None = None) -> StepResult:
-        """Start a case of the latest (or given) version; raises ValidationFailed on bad start data."""
+        """Start a case of the latest (or given) version; raises ValidationFailed on bad start data.
+
+        Processes that start on a timer are started by the engine, not by people.
+        """
         with self._write() as session:
             definition = self.definition(session, key, version)
             pinned = self._pin(session, definition)
             compiled = self.compiled(session, definition, pinned)
-            model = compiled.models[key]
-            clean = forms.validate(model.start_form, data if data is not None else {},
-                                   user_exists=self._user_exists(session))
-            now = self.clock.now()
-            clean.update(initiator=actor.username, started_at=now.astimezone(self.tz).isoformat())
-            workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs, script_engine=self.script_engine)
+            if compiled.models[key].has_timer_start and actor != SYSTEM:
+                raise Conflict(f"'{key}' starts on its timer; the engine keeps its next case waiting")
+            return self._start(session, definition, pinned, compiled, data, actor)
 
-            def begin() -> None:
-                for task in workflow.get_tasks(state=TaskState.READY):
-                    task.set_data(**clean)
-                workflow.do_engine_steps()
+    def _start(self, session: Session, definition: Definition, pinned: dict[str, int], compiled: Compiled,
+               data: Any, actor: Actor) -> StepResult:
+        key = definition.key
+        model = compiled.models[key]
+        clean = forms.validate(model.start_form, data if data is not None else {},
+                               user_exists=self._user_exists(session))
+        now = self.clock.now()
+        clean.update(initiator=actor.username, started_at=now.astimezone(self.tz).isoformat())
+        workflow = BpmnWorkflow(compiled.spec, compiled.subprocess_specs, script_engine=self.script_engine)
 
-            self._run(begin)
-            instance = Instance(
-                definition_id=definition.id, definition_key=key, version=definition.version, pinned=pinned,
-                status=RUNNING, data={}, state="{}", error=None, breaches=[], started_by=actor.username,
-                created_at=now, updated_at=now, ended_at=None,
-            )
-            session.add(instance)
-            session.flush()
-            audit = AuditLog(session, lock=False)
-            audit.append(instance_chain(instance.id), "instance_started", at=now, actor=actor.username,
-                         instance_id=instance.id, data={
-                             "definition_key": key, "version": definition.version, "sha256": definition.sha256,
-                             "pinned": pinned, "submitted": _json_safe(data if data is not None else {}),
-                             "data": _json_safe(clean),
-                         })
-            result = StepResult(instance.id)
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result)
-            return result
+        def begin() -> None:
+            for task in workflow.get_tasks(state=TaskState.READY):
+                task.set_data(**clean)
+            workflow.do_engine_steps()
+
+        self._run(begin)
+        instance = Instance(
+            definition_id=definition.id, definition_key=key, version=definition.version, pinned=pinned,
+            status=RUNNING, data={}, state="{}", error=None, breaches=[], started_by=actor.username,
+            created_at=now, updated_at=now, ended_at=None,
+        )
+        session.add(instance)
+        session.flush()
+        audit = AuditLog(session, lock=False)
+        audit.append(instance_chain(instance.id), "instance_started", at=now, actor=actor.username,
+                     instance_id=instance.id, data={
+                         "definition_key": key, "version": definition.version, "sha256": definition.sha256,
+                         "pinned": pinned, "submitted": _json_safe(data if data is not None else {}),
+                         "data": _json_safe(clean),
+                     })
+        result = StepResult(instance.id)
+        self._sync(session, instance, workflow, compiled, now, actor, audit, result)
+        return result
+
+    def ensure_scheduled_starts(self) -> list[int]:
+        """Keep one case of each timer-started process waiting on its start timer; return cases started.
+
+        Called after deploying and after timers fire; a read decides which
+        processes lack a waiting case, and only those are written, each checked
+        again under the lock.
+        """
+        def lacking(session: Session, definition: Definition) -> tuple | None:
+            pinned = self._pin(session, definition)
+            compiled = self.compiled(session, definition, pinned)
+            starts = compiled.models[definition.key].timer_start_ids
+            if not starts:
+                return None
+            waiting = session.scalar(
+                select(func.count()).select_from(Timer).join(Instance, Instance.id == Timer.instance_id)
+                .where(Instance.definition_key == definition.key, Timer.status == WAITING,
+                       Timer.element_id.in_(starts)))
+            return None if waiting else (pinned, compiled)
+
+        with self.read() as uow:
+            keys = [key for key in uow.session.scalars(select(Definition.key).distinct().order_by(Definition.key))
+                    if lacking(uow.session, self.definition(uow.session, key)) is not None]
+        started = []
+        for key in keys:
+            with self._write() as session:
+                query = select(Definition).where(Definition.key == key).order_by(Definition.version.desc()).limit(1)
+                if self.db.is_postgres:
+                    query = query.with_for_update()  # one process decides per key
+                definition = session.scalars(query).first()
+                need = lacking(session, definition)
+                if need is not None:
+                    started.append(self._start(session, definition, *need, {}, SYSTEM).instance_id)
+        return started
 
     def _task_and_instance(self, session: Session, task_id: int) -> tuple[HumanTask, Instance]:
         task = session.get(HumanTask, task_id)
@@ -539,6 +590,10 @@ class Engine:
 
     # --- timers ---------------------------------------------------------------------
 
+    #: Called with the earliest due time after a transaction that created timer rows
+    #: commits (the scheduler sets it to wake up in time); None: nobody listens.
+    on_timers_changed = None
+
     def next_due(self) -> datetime | None:
         """When the earliest waiting timer falls due (the scheduler sleeps until then)."""
         with self.read() as uow:
@@ -556,7 +611,11 @@ class Engine:
             fired, selected = self._fire_batch(limit)
             fired_total += fired
             if selected < limit:
-                return fired_total
+                break
+        if fired_total:
+            # A start timer that fired has used up its process's waiting case.
+            self.ensure_scheduled_starts()
+        return fired_total
 
     def _fire_batch(self, limit: int) -> tuple[int, int]:
         fired = 0
@@ -565,7 +624,11 @@ class Engine:
             query = (select(Timer).where(Timer.status == WAITING, Timer.next_attempt_at <= wall)
                      .order_by(Timer.due_at, Timer.id).limit(limit))
             if self.db.is_postgres:
-                query = query.with_for_update(skip_locked=True)
+                # Lock the timers and their cases, skipping rows another process or a
+                # request holds: processes share the work, and a timer never waits on a
+                # case a request has locked (which would invert the lock order).
+                query = (query.join(Instance, Instance.id == Timer.instance_id)
+                         .with_for_update(skip_locked=True, of=[Timer, Instance]))
             timers = list(session.scalars(query))
             by_instance: dict[int, list[Timer]] = {}
             for timer in timers:
@@ -573,7 +636,7 @@ class Engine:
             for instance_id, due in by_instance.items():
                 savepoint = session.begin_nested()
                 try:
-                    fired += self._fire_instance_timers(session, instance_id, due, wall)
+                    fired += self._fire_instance_timers(session, instance_id, due, self.clock.now())
                     savepoint.commit()
                 except Exception as error:  # noqa: BLE001 - one case's failure must not stop the others
                     savepoint.rollback()
@@ -592,7 +655,9 @@ class Engine:
         audit = AuditLog(session, lock=False)
         chain = instance_chain(instance.id)
         fired = 0
-        for timer in due:
+        pending = list(due)
+        while pending:
+            timer = pending.pop(0)
             spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
             if spiff_task is None or spiff_task.state != TaskState.WAITING:
                 timer.status = CANCELLED
@@ -622,6 +687,14 @@ class Engine:
                                  element_id=timer.element_id, data=breach)
                 self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit, StepResult(instance.id))
             fired += 1
+            # Timers this firing started that are already due (a cycle's next round
+            # after downtime) fire now too, in due order with the rest.
+            if any(isinstance(row, Timer) and row.next_attempt_at <= wall for row in session.new):
+                session.flush()
+                taken = {t.id for t in pending}
+                pending = sorted(pending + [t for t in session.scalars(select(Timer).where(
+                    Timer.instance_id == instance.id, Timer.status == WAITING, Timer.next_attempt_at <= wall))
+                    if t.id not in taken], key=lambda t: (t.due_at, t.id))
         return fired
 
     @staticmethod
@@ -755,10 +828,18 @@ class Engine:
                 have.add(key)
             else:
                 row.status = FIRED if row.due_at <= now else CANCELLED
+        created = [due for (spiff_id, due) in waiting if (spiff_id, due) not in have]
         for (spiff_id, due), task in waiting.items():
             if (spiff_id, due) not in have:
                 session.add(Timer(instance_id=instance.id, spiff_task_id=spiff_id, element_id=task.task_spec.bpmn_id,
                                   due_at=due, status=WAITING, attempts=0, next_attempt_at=due, created_at=now))
+        hook = self.on_timers_changed
+        if created and hook is not None:
+            # Tell the scheduler once the transaction has committed (never on rollback).
+            earliest = min(created + ([session.info["new_timer_due"]] if "new_timer_due" in session.info else []))
+            if "new_timer_due" not in session.info:
+                event.listen(session, "after_commit", lambda s: hook(s.info.pop("new_timer_due")), once=True)
+            session.info["new_timer_due"] = earliest
 
 
 def audit_events(session: Session, instance_id: int) -> list[AuditEvent]:

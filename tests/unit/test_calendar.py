@@ -212,3 +212,15 @@ def test_other_time_zone() -> None:
     # 2025-10-09T00:30+08:00 is still Oct 8 in UTC, a holiday there too.
     result = cal.next_working_time_of_day("17:00", at(2025, 10, 9, 0, 30))
     assert result == datetime(2025, 10, 9, 17, 0, tzinfo=ZoneInfo("UTC"))
+
+
+def test_next_day_of_month_rolls_over_and_uses_short_months_last_day():
+    cal = BusinessCalendar()
+    shanghai = ZoneInfo("Asia/Shanghai")
+    after = datetime(2026, 1, 20, 9, 0, tzinfo=shanghai)
+    assert cal.next_day_of_month(20, "09:00", after) == datetime(2026, 2, 20, 9, 0, tzinfo=shanghai)
+    assert cal.next_day_of_month(31, "09:00", after) == datetime(2026, 1, 31, 9, 0, tzinfo=shanghai)
+    assert cal.next_day_of_month(30, "09:00", datetime(2026, 2, 1, tzinfo=shanghai)) == \
+        datetime(2026, 2, 28, 9, 0, tzinfo=shanghai)
+    assert cal.next_day_of_month(20, "09:00", datetime(2026, 12, 21, tzinfo=shanghai)) == \
+        datetime(2027, 1, 20, 9, 0, tzinfo=shanghai)

@@ -32,7 +32,7 @@ def clock() -> Iterator[FakeClock]:
 def test_names_match_the_conventions_table(fn: dict[str, Callable[..., Any]]) -> None:
     assert set(fn) == {
         "now", "parse_datetime", "add_duration", "add_hours", "add_days", "add_working_days",
-        "next_time_of_day", "next_working_time_of_day", "days_between", "earliest", "latest",
+        "next_time_of_day", "next_working_time_of_day", "next_day_of_month", "days_between", "earliest", "latest",
         "datetime", "timedelta", "date",
     }
     assert fn["datetime"] is datetime and fn["timedelta"] is timedelta and fn["date"] is date
