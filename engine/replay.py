@@ -112,7 +112,7 @@ class _Replayer:
             self._entry(event)[1] = None
         elif kind == "task_completed":
             spiff_task = self._entry(event)[0]
-            _key, model = self.compiled.user_task(spiff_task.workflow.spec.name, event.element_id)
+            _key, model = self.compiled.user_task(self.compiled.process_of(spiff_task), event.element_id)
             clean = forms.validate(model.form, event.data.get("submitted", {}), current=spiff_task.data)
 
             def complete() -> None:

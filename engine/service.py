@@ -79,10 +79,18 @@ class Compiled:
         model = self.models.get(process_key)
         if model and element_id in model.user_tasks:
             return process_key, model.user_tasks[element_id]
-        for key, model in self.models.items():  # tasks inside embedded sub-processes
-            if element_id in model.user_tasks:
-                return key, model.user_tasks[element_id]
-        raise CaseError(f"user task '{element_id}' is not described by its definition")
+        raise CaseError(f"user task '{element_id}' is not described by process '{process_key}'")
+
+    def process_of(self, spiff_task) -> str:
+        """The key of the process whose diagram holds the task.
+
+        A task inside an embedded sub-process runs in a sub-workflow named after
+        the sub-process; climb to the called or top process that drew it.
+        """
+        workflow = spiff_task.workflow
+        while workflow.spec.name not in self.models and workflow.parent_task_id is not None:
+            workflow = workflow.top_workflow.get_task_from_id(workflow.parent_task_id).workflow
+        return workflow.spec.name
 
 
 @dataclass
@@ -778,7 +786,7 @@ class Engine:
         for spiff_id, spiff_task in ready.items():
             if spiff_id in known:
                 continue
-            key, model = compiled.user_task(spiff_task.workflow.spec.name, spiff_task.task_spec.bpmn_id)
+            key, model = compiled.user_task(compiled.process_of(spiff_task), spiff_task.task_spec.bpmn_id)
             groups, assignee = self._people(spiff_task, model)
             row = HumanTask(
                 instance_id=instance.id, definition_key=instance.definition_key, process_key=key,
