@@ -117,9 +117,12 @@ def validate(form: Form | None, data: Any, *, current: dict[str, Any] | None = N
         if _empty(value):
             if field.required:
                 errors[field.id] = "is required"
-            else:
-                # Every optional field gets a value, so expressions may name it.
+            elif field.id in data:
                 clean[field.id] = [] if field.multiple else None
+            else:
+                # Every optional field gets a value, so expressions may name it; one
+                # left out keeps what the case already holds.
+                clean[field.id] = current.get(field.id, [] if field.multiple else None)
             continue
         values = value if field.multiple else [value]
         if field.multiple and not isinstance(value, list):

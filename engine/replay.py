@@ -67,12 +67,14 @@ def _due(task) -> datetime | None:
 
 class _Replayer:
     def __init__(self, engine, compiled, instance: Instance) -> None:
-        from engine.service import case_data
+        from engine.service import accumulate, case_data
 
         self.engine = engine
         self.compiled = compiled
         self.instance = instance
         self.case_data = case_data
+        self.accumulate = accumulate
+        self.data: dict[str, Any] = {}
         self.workflow: BpmnWorkflow | None = None
         self.status = "running"
         # original human-task id -> (replayed spiff task, assignee)
@@ -80,9 +82,11 @@ class _Replayer:
         self.pending: list = []
 
     def _run(self, at: datetime, action) -> None:
+        before = self.case_data(self.workflow) if self.data else {}
         with use_clock(FakeClock(at)):
             action()
             self._adopt_new_tasks()
+        self.data = self.accumulate(self.data, before, self.case_data(self.workflow))
 
     def _adopt_new_tasks(self) -> None:
         self.pending = [t for t in self.workflow.get_tasks(state=TaskState.READY, manual=True)
@@ -113,7 +117,8 @@ class _Replayer:
         elif kind == "task_completed":
             spiff_task = self._entry(event)[0]
             _key, model = self.compiled.user_task(self.compiled.process_of(spiff_task), event.element_id)
-            clean = forms.validate(model.form, event.data.get("submitted", {}), current=spiff_task.data)
+            clean = forms.validate(model.form, event.data.get("submitted", {}),
+                                   current={**spiff_task.data, **self.data})
 
             def complete() -> None:
                 spiff_task.set_data(**clean)
@@ -151,7 +156,7 @@ class _Replayer:
     def state(self) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         if self.workflow is None:
             return {}, [], []
-        data = self.case_data(self.workflow)
+        data = self.data
         ended = self.status in {"terminated", "completed"}
         open_tasks = [] if ended else sorted(
             ({"task_id": task_id, "element_id": entry[0].task_spec.bpmn_id, "assignee": entry[1]}

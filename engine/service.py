@@ -149,16 +149,32 @@ def _json_safe(value: Any) -> Any:
 
 
 def case_data(workflow: BpmnWorkflow) -> dict[str, Any]:
-    """The case's data as a person would read it: the data where the case now stands."""
+    """The data where the case now stands: its open tasks' data and each (sub-)workflow's last task's.
+
+    Embedded sub-processes and called processes are included, so what a person
+    typed inside them shows while they run. Newer changes win.
+    """
     data = dict(workflow.data)
-    active = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)
-    for task in sorted(active, key=lambda t: t.last_state_change):
-        if task.workflow is workflow:
-            data.update(task.data)
-    # The task completed last holds the newest values of everything it saw.
-    if workflow.last_task is not None and workflow.last_task.workflow is workflow:
-        data.update(workflow.last_task.data)
+    workflows = [workflow, *workflow.subprocesses.values()]
+    tasks = [t for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
+    tasks += [w.last_task for w in workflows if w.last_task is not None]
+    for task in sorted(tasks, key=lambda t: t.last_state_change):
+        data.update(task.data)
     return _json_safe(data)
+
+
+def accumulate(previous: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The case data after a step: what the step changed, laid over what the case held.
+
+    A workflow keeps data per path, so a value recorded on a branch that has
+    ended (a reminder's note, a head's instruction) drops out of where the case
+    now stands; the case's record keeps it until a later step changes it.
+    """
+    merged = dict(previous)
+    for name, value in after.items():
+        if name not in before or before[name] != value or name not in previous:
+            merged[name] = value
+    return merged
 
 
 def data_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -400,7 +416,7 @@ class Engine:
                          "data": _json_safe(clean),
                      })
         result = StepResult(instance.id)
-        self._sync(session, instance, workflow, compiled, now, actor, audit, result)
+        self._sync(session, instance, workflow, compiled, now, actor, audit, result, {})
         return result
 
     def ensure_scheduled_starts(self) -> list[int]:
@@ -470,10 +486,11 @@ class Engine:
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting in the case")
             before = case_data(workflow)
-            recusal = self.recusal_problem(model, {**before, **spiff_task.data}, actor.username)
+            current = {**spiff_task.data, **instance.data}
+            recusal = self.recusal_problem(model, current, actor.username)
             if recusal:
                 raise Forbidden(recusal)
-            clean = forms.validate(model.form, data if data is not None else {}, current=spiff_task.data,
+            clean = forms.validate(model.form, data if data is not None else {}, current=current,
                                    user_exists=self._user_exists(session))
             now = self.clock.now()
             audit = AuditLog(session, lock=False)
@@ -491,14 +508,15 @@ class Engine:
             self._run(complete)
             task.status, task.completed_at, task.completed_by = COMPLETED, now, actor.username
             task.version += 1
+            after = accumulate(instance.data, before, case_data(workflow))
             audit.append(chain, "task_completed", at=now, actor=actor.username, instance_id=instance.id,
                          element_id=task.element_id, task_id=task.id, data={
                              "submitted": _json_safe(data if data is not None else {}),
-                             "changes": data_changes(before, case_data(workflow)),
+                             "changes": data_changes(instance.data, after),
                              "spiff_task_id": task.spiff_task_id,
                          })
             result = StepResult(instance.id)
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result)
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result, before)
             return result
 
     def claim_task(self, task_id: int, actor: Actor) -> None:
@@ -685,7 +703,8 @@ class Engine:
                              element_id=timer.element_id, data={
                                  "due_at": _iso(timer.due_at), "fired_at": _iso(wall), "timer_id": timer.id,
                                  "spiff_task_id": timer.spiff_task_id, "name": element_name,
-                                 "changes": data_changes(before, case_data(workflow)),
+                                 "changes": data_changes(instance.data,
+                                                         accumulate(instance.data, before, case_data(workflow))),
                              })
                 if timer.element_id in compiled.escalations:
                     breach = {"element_id": timer.element_id, "name": element_name, "due_at": _iso(timer.due_at),
@@ -693,7 +712,8 @@ class Engine:
                     instance.breaches = [*instance.breaches, breach]
                     audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
                                  element_id=timer.element_id, data=breach)
-                self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit, StepResult(instance.id))
+                self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit, StepResult(instance.id),
+                           before)
             fired += 1
             # Timers this firing started that are already due (a cycle's next round
             # after downtime) fire now too, in due order with the rest.
@@ -770,7 +790,7 @@ class Engine:
         return groups, assignee
 
     def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
-              now: datetime, actor: Actor, audit: AuditLog, result: StepResult) -> None:
+              now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any]) -> None:
         session.flush()
         chain = instance_chain(instance.id)
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
@@ -807,7 +827,7 @@ class Engine:
                              "due_at": _iso(row.due_at), "spiff_task_id": spiff_id,
                          })
         self._sync_timers(session, instance, workflow, now)
-        instance.data = case_data(workflow)
+        instance.data = accumulate(instance.data, before, case_data(workflow))
         instance.state = state.dump(workflow)
         instance.updated_at = now
         if workflow.is_completed() and instance.status == RUNNING:
