@@ -172,7 +172,8 @@ MANY_PROCESS_WORKER = textwrap.dedent("""
     while True:
         fired = engine.fire_due_timers(limit=50)
         total += fired
-        if fired == 0 and (engine.next_due() is None or engine.next_due() > now):
+        due = engine.next_due()
+        if fired == 0 and (due is None or due > now):
             break
     print(total)
 """)
