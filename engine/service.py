@@ -198,6 +198,7 @@ class Engine:
         self.calendar = calendar or BusinessCalendar(tz=str(self.tz))
         self.script_engine = make_script_engine(expression_functions(self.calendar))
         self.specs = SpecCache()
+        self._definitions: dict[tuple[str, int], Definition] = {}
 
     # --- transactions -------------------------------------------------------------
 
@@ -287,12 +288,23 @@ class Engine:
             return results
 
     def definition(self, session: Session, key: str, version: int | None = None) -> Definition:
+        """The latest (or given) version of a process; raises NotFound.
+
+        A deployed version never changes, so a given version is kept after its first read.
+        """
+        if version is not None:
+            found = self._definitions.get((key, version))
+            if found is not None:
+                return found
         query = select(Definition).where(Definition.key == key)
         if version is not None:
             query = query.where(Definition.version == version)
         found = session.scalars(query.order_by(Definition.version.desc()).limit(1)).first()
         if found is None:
             raise NotFound(f"no definition '{key}'" + (f" version {version}" if version is not None else ""))
+        if version is not None:
+            session.expunge(found)
+            self._definitions[(key, version)] = found
         return found
 
     def _pin(self, session: Session, root: Definition) -> dict[str, int]:
@@ -458,7 +470,8 @@ class Engine:
         if task is None:
             raise NotFound(f"no task {task_id}")
         instance = self._lock(session, Instance, task.instance_id)
-        session.refresh(task)  # read again now that the case is locked
+        if self.db.is_postgres:
+            session.refresh(task)  # read again now that the case is locked (SQLite's writer lock came first)
         return task, instance
 
     def complete_task(self, task_id: int, data: Any, actor: Actor, etag: str | None = None) -> StepResult:
@@ -508,7 +521,8 @@ class Engine:
             self._run(complete)
             task.status, task.completed_at, task.completed_by = COMPLETED, now, actor.username
             task.version += 1
-            after = accumulate(instance.data, before, case_data(workflow))
+            now_data = case_data(workflow)
+            after = accumulate(instance.data, before, now_data)
             audit.append(chain, "task_completed", at=now, actor=actor.username, instance_id=instance.id,
                          element_id=task.element_id, task_id=task.id, data={
                              "submitted": _json_safe(data if data is not None else {}),
@@ -516,7 +530,7 @@ class Engine:
                              "spiff_task_id": task.spiff_task_id,
                          })
             result = StepResult(instance.id)
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result, before)
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data)
             return result
 
     def claim_task(self, task_id: int, actor: Actor) -> None:
@@ -790,7 +804,8 @@ class Engine:
         return groups, assignee
 
     def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
-              now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any]) -> None:
+              now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any],
+              now_data: dict[str, Any] | None = None) -> None:
         session.flush()
         chain = instance_chain(instance.id)
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
@@ -827,7 +842,7 @@ class Engine:
                              "due_at": _iso(row.due_at), "spiff_task_id": spiff_id,
                          })
         self._sync_timers(session, instance, workflow, now)
-        instance.data = accumulate(instance.data, before, case_data(workflow))
+        instance.data = accumulate(instance.data, before, now_data if now_data is not None else case_data(workflow))
         instance.state = state.dump(workflow)
         instance.updated_at = now
         if workflow.is_completed() and instance.status == RUNNING:
