@@ -12,7 +12,9 @@ from api.auth import roles
 from api.errors import invalid
 from api.present import engine
 from api.requests import cursor_arg, int_arg, limit_arg, page
-from engine.audit import event_dict
+from engine.audit import event_dict, verify_database
+from engine.errors import CaseError, ValidationFailed
+from engine.replay import ReplayError, replay
 from engine.service import ADMIN, AUDITOR
 from storage.models import AuditEvent
 
@@ -55,3 +57,24 @@ def events():
     if result["next_cursor"]:
         response.headers["X-Next-Cursor"] = result["next_cursor"]
     return response
+
+
+@bp.get("/instances/<int:instance_id>/replay")
+@roles(AUDITOR, ADMIN)
+def replay_instance(instance_id: int):
+    upto_seq = int_arg("upto_seq")
+    if upto_seq is not None and upto_seq < 0:
+        raise invalid({"upto_seq": "must be zero or more"})
+    try:
+        result = replay(engine(), instance_id, upto_seq)
+    except (ValidationFailed, CaseError) as error:
+        # Stored events the definition no longer accepts: the history, not the request, is at fault.
+        raise ReplayError(error.message) from error
+    return jsonify(result.as_dict())
+
+
+@bp.get("/audit/verify")
+@roles(AUDITOR, ADMIN)
+def verify():
+    with engine().read() as uow:
+        return jsonify(verify_database(uow.session).as_dict())

@@ -31,6 +31,20 @@ DEFAULTS = {
 }
 WRONG_PAIR = "the username or password is wrong"
 
+# The testing lab's lanes (lab_appeal), all of which its general manager leads.
+LAB_GROUPS = ("customer_service", "quality_service", "technical_manager", "project_manager", "executor",
+              "records_clerk", "quality_director", "general_manager")
+# Each lead group and the groups whose tasks its members may hand to someone
+# (POST /tasks/{id}/assign). `app.config["LEAD_GROUPS"]` replaces it when set.
+LEAD_GROUPS: dict[str, tuple[str, ...]] = {
+    "cs_supervisor": ("front_desk", "customer_service", "engineering", "security"),
+    "quality_manager": ("quality", "responsible_dept", "after_sales", "production", "warehouse", "materials",
+                        "planning"),
+    "division_leader": ("customer_service", "traveler", "finance", "cs_head"),
+    "quality_director": ("quality_service", "technical_manager", "project_manager", "executor", "records_clerk"),
+    "general_manager": LAB_GROUPS,
+}
+
 
 def _setting(name: str) -> int:
     return current_app.config.get(name, DEFAULTS[name])
@@ -81,6 +95,16 @@ def load_actor() -> None:
 
 def current_actor() -> Actor:
     return g.actor
+
+
+def lead_groups() -> dict[str, tuple[str, ...]]:
+    return current_app.config.get("LEAD_GROUPS") or LEAD_GROUPS
+
+
+def led_groups(actor: Actor) -> set[str]:
+    """The groups whose tasks the actor may assign as their lead."""
+    mapping = lead_groups()
+    return {group for lead in actor.groups & set(mapping) for group in mapping[lead]}
 
 
 def public(view: Callable) -> Callable:

@@ -105,6 +105,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("the project's BPMN files were not deployed:", file=sys.stderr)
             for problem in error.problems:
                 print(f"  {problem}", file=sys.stderr)
+    if args.demo:
+        from api.demo import seed
+
+        seeded = seed(engine)
+        print(f"demo: {seeded['users']} user(s) and {seeded['cases']} sample case(s) added", file=sys.stderr)
     app.config["SCHEDULER"] = start_scheduler(engine)
     print(f"complaintflow serving on http://{args.host}:{args.port} ({engine.db.dialect})", file=sys.stderr)
     try:

@@ -18,9 +18,12 @@ from engine.errors import (
     Forbidden,
     InvalidBpmn,
     NotFound,
+    TooLarge,
     Unavailable,
+    UnsupportedType,
     ValidationFailed,
 )
+from engine.replay import ReplayError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ ENGINE_STATUS: tuple[tuple[type[EngineError], int], ...] = (
     (Conflict, 409),
     (ValidationFailed, 400),
     (InvalidBpmn, 400),
+    (TooLarge, 413),
+    (UnsupportedType, 415),
     (Unavailable, 503),
     (CaseError, 422),
 )
@@ -96,6 +101,10 @@ def register(app: Flask) -> None:
             log.error("unmapped engine error", exc_info=error)
             return error_response(500, "internal_error", "something went wrong on our side")
         return error_response(status, error.code, error.message, error.details)
+
+    @app.errorhandler(ReplayError)
+    def _replay_error(error: ReplayError):
+        return error_response(422, "replay_failed", f"the events cannot be replayed: {error}")
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):

@@ -22,6 +22,6 @@ def health():
     return jsonify({
         "status": status,
         "database": engine.db.dialect,
-        "scheduler": "running" if scheduler is not None and scheduler.running else "stopped",
+        "scheduler": scheduler.state if scheduler is not None else "stopped",
         "version": __version__,
     }), code

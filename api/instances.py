@@ -7,7 +7,7 @@ from sqlalchemy import select
 from api.auth import current_actor, roles
 from api.errors import forbidden, invalid
 from api.present import engine, instance_dict, instance_summary, instance_visibility, may_read_instance
-from api.requests import cursor_arg, json_body, limit_arg, optional_json_body, page
+from api.requests import INT_RANGE, cursor_arg, json_body, limit_arg, optional_json_body, page
 from engine.audit import event_dict
 from engine.errors import NotFound
 from engine.service import ADMIN, COMPLETED, ERROR, OPEN, PROCESS_OWNER, RUNNING, TERMINATED, audit_events
@@ -42,7 +42,8 @@ def start():
     problems = {}
     if not isinstance(key, str) or not key:
         problems["definition_key"] = "a definition key is required"
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool) or version < 1):
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)
+                                or not 1 <= version <= INT_RANGE[1]):
         problems["version"] = "must be a positive whole number"
     if data is not None and not isinstance(data, dict):
         problems["data"] = "must be an object"

@@ -58,7 +58,8 @@ def cursor_arg(length: int) -> list[Any] | None:
         position = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except ValueError:
         position = None
-    if not isinstance(position, list) or len(position) != length:
+    if not isinstance(position, list) or len(position) != length or any(
+            isinstance(v, int) and not INT_RANGE[0] <= v <= INT_RANGE[1] for v in position):
         raise invalid({"cursor": "is not a cursor this list gave out"})
     return position
 
@@ -71,7 +72,14 @@ def datetime_arg(name: str, default_tz) -> datetime | None:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise invalid({name: "must be an ISO 8601 date-time"}) from None
+    # Outside these years time zones have odd historical offsets or conversions overflow.
+    if not 1970 <= value.year <= 2999:
+        raise invalid({name: "must be a date-time between the years 1970 and 2999"})
     return value if value.tzinfo else value.replace(tzinfo=default_tz)
+
+
+# Whole numbers a database integer column holds.
+INT_RANGE = (-(2**63), 2**63 - 1)
 
 
 def int_arg(name: str) -> int | None:
@@ -79,9 +87,12 @@ def int_arg(name: str) -> int | None:
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise invalid({name: "must be a whole number"}) from None
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise invalid({name: "is out of range"})
+    return value
 
 
 def page(rows: list[Any], limit: int, position, render) -> dict[str, Any]:

@@ -1,26 +1,17 @@
-"""The timer scheduler run by `complaintflow serve`."""
+"""The timer scheduler run by `complaintflow serve` (the logic lives in `engine.scheduler`)."""
 from __future__ import annotations
 
-import logging
-
-from apscheduler.schedulers.background import BackgroundScheduler
-
+from engine.scheduler import TimerScheduler, advance_clock
 from engine.service import Engine
 
-log = logging.getLogger(__name__)
+__all__ = ["TimerScheduler", "advance_clock", "start_scheduler"]
 
 
-def start_scheduler(engine: Engine, interval_seconds: float = 0.5) -> BackgroundScheduler:
-    """Fire due timers every `interval_seconds` in a background thread."""
+def start_scheduler(engine: Engine, safety_seconds: float | None = None) -> TimerScheduler:
+    """Start firing the engine's timers in a background thread.
 
-    def tick() -> None:
-        try:
-            engine.fire_due_timers()
-        except Exception:  # noqa: BLE001 - the next tick tries again; the error is logged
-            log.exception("firing timers failed")
-
-    scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(tick, "interval", seconds=interval_seconds, id="fire_timers", max_instances=1,
-                      coalesce=True)
-    scheduler.start()
-    return scheduler
+    The result has `.state` ("running", "standby" on a second process over the
+    same SQLite file, "stopped"), `.running` (True only for the active one) and
+    `.shutdown(wait=False)`.
+    """
+    return TimerScheduler(engine, safety_seconds=safety_seconds).start()

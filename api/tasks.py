@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from sqlalchemy import and_, or_, select
 
-from api.auth import current_actor
+from api.auth import current_actor, led_groups
 from api.errors import forbidden, invalid
 from api.present import engine, inbox_clause, instance_dict, reads_all, task_dict
 from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
@@ -15,10 +15,6 @@ from engine.service import ADMIN, PROCESS_OWNER, etag_of
 from storage.models import HumanTask, Instance, TaskCandidate
 
 bp = Blueprint("tasks", __name__)
-
-# Groups whose members may hand a task to someone (besides process owners and admins).
-DEFAULT_LEAD_GROUPS = ("cs_supervisor",)
-
 
 def _position(task: HumanTask) -> list:
     due = task.due_at.isoformat() if task.due_at else None
@@ -133,9 +129,14 @@ def unclaim(task_id: int):
 @bp.post("/tasks/<int:task_id>/assign")
 def assign(task_id: int):
     actor = current_actor()
-    leads = set(current_app.config.get("LEAD_GROUPS", DEFAULT_LEAD_GROUPS))
-    if not (actor.roles & {PROCESS_OWNER, ADMIN} or actor.groups & leads):
-        raise forbidden("only group leads, process owners and admins may assign tasks")
+    if not actor.roles & {PROCESS_OWNER, ADMIN}:
+        with engine().read() as uow:
+            task = uow.session.get(HumanTask, task_id)
+            if task is None:
+                raise NotFound(f"no task {task_id}")
+            groups = {c.name for c in task.candidates if c.kind == "group"}
+        if not groups & led_groups(actor):
+            raise forbidden("only leads of the task's group, process owners and admins may assign it")
     username = json_body().get("username")
     if not isinstance(username, str) or not username:
         raise invalid({"username": "a username is required"})

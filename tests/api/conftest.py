@@ -11,8 +11,9 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def app(db, clock):
-    app = create_app({"DATABASE_URL": db.url.render_as_string(hide_password=False), "TESTING": True}, clock=clock)
+def app(db, clock, tmp_path):
+    app = create_app({"DATABASE_URL": db.url.render_as_string(hide_password=False), "TESTING": True,
+                      "ATTACHMENT_DIR": str(tmp_path / "attachments")}, clock=clock)
     yield app
     engine_of(app).db.dispose()
 
