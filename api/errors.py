@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from flask import Flask, jsonify
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import (
@@ -119,6 +120,16 @@ def register(app: Flask) -> None:
         response, status = error_response(status, code, message)
         if status == 405 and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response, status
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def _database_unreachable(error: Exception):
+        # Reads outside the engine's write path (the token check, lists) meet a
+        # database that is down or restarting: say so, and let the client retry.
+        log.warning("database unavailable: %s", error)
+        response, status = error_response(503, "unavailable", "the database cannot be reached; try again shortly")
+        response.headers["Retry-After"] = "5"
         return response, status
 
     @app.errorhandler(Exception)

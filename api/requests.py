@@ -17,7 +17,10 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object; 415 when it is not JSON, 400 when it does not parse."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send the body as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser's stack
+        raise ApiError(400, "malformed_json", "the JSON is nested too deeply") from None
     if body is None:
         raise ApiError(400, "malformed_json", "the body is not valid JSON")
     if not isinstance(body, dict):

@@ -377,6 +377,15 @@ class Engine:
     def _load(self, instance: Instance, compiled: Compiled) -> BpmnWorkflow:
         return state.load(instance.state, compiled.spec, compiled.subprocess_specs, self.script_engine)
 
+    @staticmethod
+    def _frozen(now: datetime):
+        """Hold the clock still for one step, so scripts, timers and the audit event share one time.
+
+        Replay rebuilds each step at its event's time; a clock moving during the
+        step would give values replay cannot reproduce.
+        """
+        return use_clock(FakeClock(now))
+
     def _run(self, action) -> None:
         """Run workflow code; its failures become CaseError with the library's message."""
         try:
@@ -412,7 +421,8 @@ class Engine:
                 task.set_data(**clean)
             workflow.do_engine_steps()
 
-        self._run(begin)
+        with self._frozen(now):
+            self._run(begin)
         instance = Instance(
             definition_id=definition.id, definition_key=key, version=definition.version, pinned=pinned,
             status=RUNNING, data={}, state="{}", error=None, breaches=[], started_by=actor.username,
@@ -428,7 +438,8 @@ class Engine:
                          "data": _json_safe(clean),
                      })
         result = StepResult(instance.id)
-        self._sync(session, instance, workflow, compiled, now, actor, audit, result, {})
+        with self._frozen(now):
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result, {})
         return result
 
     def ensure_scheduled_starts(self) -> list[int]:
@@ -518,7 +529,8 @@ class Engine:
                 spiff_task.run()
                 workflow.do_engine_steps()
 
-            self._run(complete)
+            with self._frozen(now):
+                self._run(complete)
             task.status, task.completed_at, task.completed_by = COMPLETED, now, actor.username
             task.version += 1
             now_data = case_data(workflow)
@@ -530,7 +542,8 @@ class Engine:
                              "spiff_task_id": task.spiff_task_id,
                          })
             result = StepResult(instance.id)
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data)
+            with self._frozen(now):
+                self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data)
             return result
 
     def claim_task(self, task_id: int, actor: Actor) -> None:

@@ -1,0 +1,117 @@
+"""HTTP benchmark: start a property_complaint case and complete its six tasks through the API of a
+real `complaintflow serve` process (waitress, 8 threads), with one client and with eight.
+
+`python -m bench.http [--cases 20] [--runs 3]`
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from bench.common import databases, median, percentile, write_result
+from bench.path import KEY, START, STEPS, USERS
+from bench.server import Server, add_users, dump, login
+
+
+def _users() -> list:
+    return [(name, ("staff",), (group,)) for name, group in USERS]
+
+
+class Client:
+    """One person's browser: keep-alive session, timings per kind of call."""
+
+    def __init__(self, base: str, headers: dict[str, dict[str, str]]) -> None:
+        self.base, self.headers = base, headers
+        self.http = requests.Session()
+        self.times: dict[str, list[float]] = {"start": [], "complete": []}
+
+    def call(self, kind: str, path: str, user: str, body: dict, etag: str | None = None) -> dict:
+        headers = dict(self.headers[user])
+        if etag:
+            headers["If-Match"] = f'"{etag}"'
+        began = time.perf_counter()
+        response = self.http.post(self.base + path, json=body, headers=headers, timeout=60)
+        self.times[kind].append(time.perf_counter() - began)
+        assert response.status_code in (200, 201), (path, response.status_code, dump(response))
+        return response.json()
+
+    def run_case(self) -> None:
+        instance = self.call("start", "/api/v1/instances", "zhang.wei", {"definition_key": KEY, "data": START})
+        task = next(t for t in instance["open_tasks"] if t["element_id"] == STEPS[0][0])
+        for index, (element, group, data) in enumerate(STEPS):
+            body = self.call("complete", f"/api/v1/tasks/{task['id']}/complete", f"{group}_1", {"data": data},
+                             etag=task["etag"])
+            if index + 1 < len(STEPS):
+                task = next(t for t in body["next_tasks"] if t["element_id"] == STEPS[index + 1][0])
+
+
+def one_run(base: str, headers: dict, clients: int, cases: int) -> dict:
+    workers = [Client(base, headers) for _ in range(clients)]
+    errors: list[BaseException] = []
+
+    def work(client: Client) -> None:
+        try:
+            for _ in range(cases):
+                client.run_case()
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in workers]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    if errors:
+        raise errors[0]
+    starts = [t for c in workers for t in c.times["start"]]
+    completes = [t for c in workers for t in c.times["complete"]]
+    return {"start_p50_ms": 1000 * percentile(starts, 50), "start_p99_ms": 1000 * percentile(starts, 99),
+            "complete_p50_ms": 1000 * percentile(completes, 50), "complete_p99_ms": 1000 * percentile(completes, 99),
+            "calls_per_s": (len(starts) + len(completes)) / elapsed, "completions_per_s": len(completes) / elapsed,
+            "cases_per_s": len(starts) / elapsed}
+
+
+def bench_http(url: str, cases: int, runs: int, log: Path) -> dict:
+    add_users(url, _users())
+    server = Server(url, log).start()
+    try:
+        headers = {name: login(server.base, name) for name, _group in USERS}
+        one_run(server.base, headers, 1, 2)  # warm up: parse the spec, fill pools
+        results = {}
+        for clients in (1, 8):
+            per_run = [one_run(server.base, headers, clients, max(2, cases // clients if clients > 1 else cases))
+                       for _ in range(runs)]
+            results[f"clients_{clients}"] = {key: round(median([r[key] for r in per_run]), 2) for key in per_run[0]}
+        results["server_rss_mb"], results["server_peak_rss_mb"] = server.rss_mb()
+    finally:
+        server.stop()
+    return results
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.http")
+    parser.add_argument("--cases", type=int, default=20, help="cases per run (each 1 start + 6 completions)")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv or [])
+    results = {}
+    logs = Path(tempfile.mkdtemp(prefix="cf-bench-http-"))
+    with databases() as urls:
+        for dialect, url in urls.items():
+            results[dialect] = bench_http(url, args.cases, args.runs, logs / f"{dialect}.log")
+    write_result("http", {"benchmark": "http", "cases_per_run": args.cases, "runs": args.runs,
+                          "note": "8 clients share the cases of a run (cases/8 each), in one client process",
+                          "results": results})
+    return results
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(main(sys.argv[1:]))
