@@ -190,14 +190,14 @@ class Engine:
     """The case engine over one database, one clock and one business calendar."""
 
     def __init__(self, db: Database, clock: Clock | None = None, calendar: BusinessCalendar | None = None,
-                 timezone_name: str | None = None) -> None:
+                 timezone_name: str | None = None, specs: SpecCache | None = None) -> None:
         install_spiff_clock()
         self.db = db
         self.clock = clock or SystemClock()
         self.tz = ZoneInfo(timezone_name or os.environ.get("COMPLAINTFLOW_TIMEZONE", "Asia/Shanghai"))
         self.calendar = calendar or BusinessCalendar(tz=str(self.tz))
         self.script_engine = make_script_engine(expression_functions(self.calendar))
-        self.specs = SpecCache()
+        self.specs = specs or SpecCache()
         self._definitions: dict[tuple[str, int], Definition] = {}
 
     # --- transactions -------------------------------------------------------------
@@ -321,10 +321,11 @@ class Engine:
         return pinned
 
     def compiled(self, session: Session, definition: Definition, pinned: dict[str, int]) -> Compiled:
-        cache_key = (definition.key, definition.version, tuple(sorted(pinned.items())))
+        rows = [definition] + [self.definition(session, key, version) for key, version in sorted(pinned.items())]
+        # By content: engines over different databases may share one cache.
+        cache_key = tuple((row.key, row.version, row.sha256) for row in rows)
 
         def build() -> Compiled:
-            rows = [definition] + [self.definition(session, key, version) for key, version in sorted(pinned.items())]
             files, seen = [], set()
             for row in rows:
                 if row.sha256 not in seen:

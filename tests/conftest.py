@@ -21,6 +21,20 @@ EXTERNAL_BPMN = ROOT.parent / "shared" / "external-bpmn"
 _counter = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing():
+    """Hash test users' passwords with a small scrypt cost: the suite signs in thousands of times.
+
+    The cost is stored in each hash, so checking stays correct; production keeps its cost.
+    """
+    import engine.users
+
+    saved = engine.users._N
+    engine.users._N = 2**8
+    yield
+    engine.users._N = saved
+
+
 @pytest.fixture(scope="session")
 def pg_server():
     server = PgServer().start()

@@ -6,8 +6,10 @@ chain verifies and a replay from its events matches the stored case.
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,15 +17,39 @@ from sqlalchemy import select
 
 from engine.audit import verify_database
 from engine.replay import replay
-from engine.service import Actor, Engine
+from engine.clock import FakeClock
+from engine.service import Actor, Engine, SpecCache
 from storage.db import Database
 from storage.models import AuditEvent, HumanTask, Instance, Timer
 from tests.conftest import BPMN_DIR, OWNER
 
+# The clock fixture's start (tests/conftest.py): the template's deployment and its
+# waiting monthly case are made at that moment.
+START = datetime(2026, 11, 23, 1, 0, tzinfo=timezone.utc)
+
+
+SPECS = SpecCache()
+
+
+@pytest.fixture(scope="session")
+def deployed_template(tmp_path_factory) -> Path:
+    """An SQLite file with the project's BPMN deployed once; each scenario gets a copy."""
+    path = tmp_path_factory.mktemp("scenario-template") / "template.db"
+    database = Database(f"sqlite:///{path}")
+    database.upgrade()
+    engine = Engine(database, FakeClock(START), specs=SPECS)
+    files = sorted(BPMN_DIR.glob("*.bpmn"))
+    engine.deploy([(f.name, f.read_bytes()) for f in files], OWNER)
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.dispose()
+    return path
+
 
 @pytest.fixture
-def db(tmp_path) -> Database:
+def db(tmp_path, deployed_template) -> Database:
     """Scenarios run on SQLite; the engine's behaviour on PostgreSQL is covered by the integration tests."""
+    shutil.copyfile(deployed_template, tmp_path / "scenario.db")
     database = Database(f"sqlite:///{tmp_path / 'scenario.db'}")
     database.upgrade()
     yield database
@@ -114,9 +140,7 @@ class Desk:
 
 @pytest.fixture
 def desk(db, clock) -> Desk:
-    engine = Engine(db, clock)
-    files = sorted(BPMN_DIR.glob("*.bpmn"))
-    engine.deploy([(f.name, f.read_bytes()) for f in files], OWNER)
+    engine = Engine(db, clock, specs=SPECS)
     desk = Desk(engine, db, clock)
     yield desk
     # Every case a scenario ran must prove itself from its history.
