@@ -30,7 +30,7 @@ _HHMM = re.compile(r"(?P<hour>[01]?\d|2[0-3]):(?P<minute>[0-5]\d)")
 
 class HolidaySource(Protocol):
     def is_workday(self, day: date) -> bool:
-        """Return whether `day` is a working day; raise NotImplementedError for years without data."""
+        """Return whether `day` is a working day; raise for years the source has no data for."""
 
 
 class BusinessCalendar:

@@ -651,17 +651,21 @@ def audit():
     return render_template("web/audit.html", report=report, rows=rows, names=names)
 
 
+def _case_history(session, instance_id: int):
+    """The case, its process model and its history as the timeline shows it; NotFound when absent."""
+    instance = session.get(Instance, instance_id)
+    if instance is None:
+        raise NotFound(f"no case {instance_id}")
+    model = engine().definition_model(session, instance.definition_key, instance.version)
+    return instance, model, _history(session, instance_id, model.element_names)
+
+
 @bp.get("/audit/cases/<int:instance_id>")
 @needs(AUDIT_ROLES)
 def audit_case(instance_id: int):
     with engine().read() as uow:
-        s = uow.session
-        instance = s.get(Instance, instance_id)
-        if instance is None:
-            raise NotFound(f"no case {instance_id}")
-        model = engine().definition_model(s, instance.definition_key, instance.version)
-        history = _history(s, instance_id, model.element_names)
-        report = verify_database(s, instance_id=instance_id).as_dict()
+        instance, model, history = _case_history(uow.session, instance_id)
+        report = verify_database(uow.session, instance_id=instance_id).as_dict()
         name = model.name or instance.definition_key
     return render_template("web/audit_case.html", instance_id=instance_id, history=history, report=report,
                            name=name, status=instance.status)
@@ -672,12 +676,7 @@ def audit_case(instance_id: int):
 def audit_replay(instance_id: int):
     upto = request.args.get("upto_seq", type=int)
     with engine().read() as uow:
-        s = uow.session
-        instance = s.get(Instance, instance_id)
-        if instance is None:
-            raise NotFound(f"no case {instance_id}")
-        model = engine().definition_model(s, instance.definition_key, instance.version)
-        history = _history(s, instance_id, model.element_names)
+        instance, model, history = _case_history(uow.session, instance_id)
     last = history[-1]["seq"] if history else 0
     upto = last if upto is None else max(1 if last else 0, min(upto, last))
     result = replay(engine(), instance_id, upto).as_dict()
