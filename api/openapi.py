@@ -57,7 +57,10 @@ SCHEMAS: dict[str, Any] = {
                             "data": ANY_OBJECT, "created_at": TIME, "updated_at": TIME, "started_by": STRING}),
     "Instance": {"allOf": [ref("InstanceSummary"), obj({
         "open_tasks": {"type": "array", "items": ref("TaskSummary")},
-        "waiting_timers": {"type": "array", "items": obj({"element_id": STRING, "due_at": TIME})}})]},
+        "waiting_timers": {"type": "array", "items": obj({"element_id": STRING, "due_at": TIME})},
+        "breached_deadlines": {"type": "array", "items": obj({"element_id": STRING, "name": STRING,
+                                                               "due_at": TIME, "fired_at": TIME})},
+        "error": nullable(STRING)})]},
     "Completed": obj({"instance": ref("Instance"), "next_tasks": {"type": "array", "items": ref("TaskSummary")}}),
     "AuditEvent": obj({"seq": INTEGER, "instance_id": nullable(INTEGER), "type": STRING, "at": TIME,
                        "actor": STRING, "element_id": nullable(STRING), "task_id": nullable(INTEGER),

@@ -54,7 +54,9 @@ def instance_dict(session: Session, instance: Instance) -> dict[str, Any]:
     timers = session.scalars(select(Timer).where(Timer.instance_id == instance.id, Timer.status == WAITING)
                              .order_by(Timer.due_at, Timer.id))
     return {**instance_summary(instance), "open_tasks": [task_dict(t) for t in tasks],
-            "waiting_timers": [{"element_id": t.element_id, "due_at": iso(t.due_at)} for t in timers]}
+            "waiting_timers": [{"element_id": t.element_id, "due_at": iso(t.due_at)} for t in timers],
+            # Deadlines that passed and escalated (SLA breaches), and why a case is in error.
+            "breached_deadlines": list(instance.breaches), "error": instance.error}
 
 
 def _candidate_of(actor: Actor):

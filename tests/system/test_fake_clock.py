@@ -64,6 +64,8 @@ def test_admin_moves_the_clock_and_the_escalation_fires(served):
     status, history = call(served, "GET", f"/api/v1/instances/{case['id']}/history", token=admin)
     types = [e["type"] for e in history["items"]]
     assert "timer_fired" in types and "escalated" in types
+    status, summary = call(served, "GET", f"/api/v1/instances/{case['id']}", token=admin)
+    assert [b["element_id"] for b in summary["breached_deadlines"]] == ["review_late"]
     status, bad = call(served, "POST", "/api/v1/admin/clock", {"advance": "tomorrow"}, admin)
     assert status == 400 and bad["error"]["code"] == "validation_error"
 
