@@ -3,10 +3,12 @@
 Working days follow the mainland-China statutory calendar from the
 `chinesecalendar` package: public holidays are off, and the make-up working days
 (调休, usually a Saturday or Sunday next to a holiday) are on. The package ships
-one table per year and raises `NotImplementedError` for years it does not know
-(version 1.11 covers 2004–2026); for those years the calendar falls back to
-Monday–Friday and logs a warning once per year. Operators patch a missing or
-changed year with `extra_holidays` / `extra_workdays`, which win over the package.
+one table per year, published after the State Council's notice, and knows no
+later year (version 1.11 covers 2004–2026). For such a year the calendar takes the
+statutory holidays the `holidays` package computes from the law (China), with
+weekends off, and logs a warning once per year: the make-up working days of that
+year are not known until they are announced. Operators patch a missing or changed
+year with `extra_holidays` / `extra_workdays`, which win over both packages.
 
 Every datetime taken must be timezone-aware (it is converted to the calendar's
 zone); naive datetimes are refused with `ValueError`. Every datetime returned is
@@ -22,6 +24,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+import holidays
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,7 @@ class BusinessCalendar:
         # the same few dates again and again.
         self._cache: dict[date, bool] = {}
         self._warned_years: set[int] = set()
+        self._statutory_years: dict[int, object] = {}
 
     def is_working_day(self, day: date) -> bool:
         """Return whether `day` (a date, or an aware datetime's local date) is a working day."""
@@ -161,8 +165,15 @@ class BusinessCalendar:
         except NotImplementedError:
             if day.year not in self._warned_years:
                 self._warned_years.add(day.year)
-                log.warning("no holiday data for %s: counting Monday-Friday as working days", day.year)
-            return day.weekday() < 5
+                log.warning("no announced holiday table for %s: using the statutory holidays, weekends off, "
+                            "no make-up working days", day.year)
+            return day.weekday() < 5 and day not in self._statutory(day.year)
+
+    def _statutory(self, year: int):
+        found = self._statutory_years.get(year)
+        if found is None:
+            found = self._statutory_years[year] = holidays.China(years=year)
+        return found
 
     def _next_working_day(self, day: date) -> date:
         # Chinese holiday runs are at most 9 days long; a year without any working

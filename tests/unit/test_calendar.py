@@ -171,14 +171,17 @@ def test_naive_datetimes_are_refused(cal: BusinessCalendar, call) -> None:
         call(cal)
 
 
-def test_falls_back_to_monday_to_friday_outside_package_coverage(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_year_without_an_announced_table_uses_the_statutory_holidays(caplog: pytest.LogCaptureFixture) -> None:
     cal = BusinessCalendar()
     with caplog.at_level(logging.WARNING, logger="engine.calendar"):
-        # 2099-01-01 is a Thursday; the package has no table for 2099.
-        assert cal.is_working_day(date(2099, 1, 1)) is True
-        assert cal.is_working_day(date(2099, 1, 3)) is False  # Saturday
-        assert cal.add_working_days(datetime(2099, 1, 2, 10, tzinfo=SH), 1) == datetime(2099, 1, 5, 10, tzinfo=SH)
-    warnings = [r for r in caplog.records if "2099" in r.getMessage()]
+        # chinesecalendar has no table for 2027: the law's holidays still count, weekends are off.
+        assert cal.is_working_day(date(2027, 1, 1)) is False  # New Year's Day, a Friday
+        assert cal.is_working_day(date(2027, 1, 4)) is True  # Monday
+        assert cal.is_working_day(date(2027, 1, 2)) is False  # Saturday
+        assert [cal.is_working_day(date(2027, 10, d)) for d in range(1, 9)] == \
+            [False, False, False, False, False, True, True, True]  # National Day Fri 1 – Tue 5
+        assert cal.add_working_days(datetime(2027, 9, 30, 10, tzinfo=SH), 1) == datetime(2027, 10, 6, 10, tzinfo=SH)
+    warnings = [r for r in caplog.records if "2027" in r.getMessage()]
     assert len(warnings) == 1  # once per year, not once per date
 
 
