@@ -19,7 +19,7 @@ from storage.models import AuditChain, AuditEvent
 def seed_events(db: Database, total: int, per_chain: int = 50, batch: int = 20_000) -> None:
     """Write `total` chained events straight into the table (as the engine would have)."""
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows, heads = [], []
+    rows, heads, last_hash = [], [], GENESIS
     for index in range(total):
         chain_no, seq = divmod(index, per_chain)
         seq += 1

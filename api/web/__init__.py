@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
 
-from flask import (Blueprint, Flask, Response, abort, current_app, flash, g, redirect, render_template, request,
+from flask import (Blueprint, Flask, Response, abort, flash, g, redirect, render_template, request,
                    send_from_directory, session, stream_with_context, url_for)
 from lxml import etree
 from markupsafe import Markup

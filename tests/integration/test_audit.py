@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from api.cli import main
 from engine.audit import export_lines, export_query, verify_database
 from engine.replay import replay
-from storage.models import AuditEvent, HumanTask
+from storage.models import HumanTask
 from tests.conftest import FIXTURES, OWNER, actor, deploy_fixture
 
 ALICE = actor("alice", "front_desk")

@@ -1,11 +1,10 @@
 """A case worked on the real clock (as `serve` runs) replays to exactly what was stored."""
 from __future__ import annotations
 
-import pytest
 
 from engine.replay import replay
 from engine.service import Actor, Engine
-from tests.conftest import OWNER, deploy_fixture
+from tests.conftest import deploy_fixture
 
 
 def test_a_script_calling_now_replays_to_the_stored_case_on_the_system_clock(sqlite_db):
