@@ -692,6 +692,9 @@ class Engine:
                 try:
                     fired += self._fire_instance_timers(session, instance_id, due, self.clock.now())
                     savepoint.commit()
+                except DBAPIError:
+                    # The database failed, not the case: the batch ends and its timers wait for the next tick.
+                    raise
                 except Exception as error:  # noqa: BLE001 - one case's failure must not stop the others
                     savepoint.rollback()
                     self._timer_failed(session, instance_id, due[0].id, wall, error)

@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
-from engine.errors import NotFound, ValidationFailed
+from engine.errors import NotFound, Unavailable, ValidationFailed
 from engine.scheduler import SchedulerLease, TimerScheduler, advance_clock
 from engine.service import TIMER_BACKOFF, TIMER_MAX_ATTEMPTS, Engine
 from storage.models import AuditEvent, HumanTask, Instance, Timer
@@ -78,6 +79,22 @@ def test_a_failing_timer_is_retried_with_back_off_then_the_case_is_marked_error(
     clock.advance(timedelta(days=1))
     assert engine.fire_due_timers() == 0
     assert events(db, "timer_fired") == [] and len(events(db, "incident")) == 1
+
+
+def test_a_database_failure_while_firing_is_not_counted_against_the_case(engine, db, clock, monkeypatch):
+    deploy_fixture(engine, "timer_fail.bpmn")
+    engine.start_case("timer_fail", {}, ALICE)
+    clock.advance(timedelta(hours=1))
+
+    def database_gone(*_args, **_kwargs):
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(Engine, "_fire_instance_timers", database_gone)
+    with pytest.raises(Unavailable):
+        engine.fire_due_timers()
+    [timer] = rows(db, Timer)
+    assert (timer.status, timer.attempts, timer.last_error) == ("waiting", 0, None)
+    assert rows(db, Instance)[0].status == "running"
 
 
 def test_a_cycle_timer_fires_its_three_rounds(engine, db, clock):
