@@ -4,15 +4,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, literal, or_, select, tuple_
 
 from api.auth import current_actor, led_groups
 from api.errors import forbidden, invalid
-from api.present import engine, inbox_clause, instance_dict, reads_all, task_dict
+from api.present import engine, instance_dict, reads_all, task_dict
 from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
 from engine.errors import Conflict, NotFound
-from engine.service import ADMIN, PROCESS_OWNER, etag_of
-from storage.models import HumanTask, Instance, TaskCandidate
+from engine.service import ADMIN, OPEN, PROCESS_OWNER, etag_of
+from storage.models import NO_DUE_DATE, HumanTask, Instance, TaskCandidate
 
 bp = Blueprint("tasks", __name__)
 
@@ -22,48 +22,70 @@ def _position(task: HumanTask) -> list:
 
 
 def _after(position: list):
-    """Rows after the cursor in the order: due_at (nulls last), created_at, id."""
+    """Rows after the cursor in inbox order: due date (none last), creation, id."""
     try:
-        due = datetime.fromisoformat(position[0]) if position[0] is not None else None
+        due = datetime.fromisoformat(position[0]) if position[0] is not None else NO_DUE_DATE
         created, ident = datetime.fromisoformat(position[1]), int(position[2])
     except (TypeError, ValueError):
         raise invalid({"cursor": "is not a cursor this list gave out"}) from None
-    same_due_later = or_(HumanTask.created_at > created,
-                         and_(HumanTask.created_at == created, HumanTask.id > ident))
-    if due is None:
-        return and_(HumanTask.due_at.is_(None), same_due_later)
-    return or_(HumanTask.due_at.is_(None), HumanTask.due_at > due,
-               and_(HumanTask.due_at == due, same_due_later))
+    if due.tzinfo is None or created.tzinfo is None:
+        raise invalid({"cursor": "is not a cursor this list gave out"})
+    return tuple_(*INBOX_ORDER) > tuple_(literal(due, HumanTask.due_key.type),
+                                         literal(created, HumanTask.created_at.type), literal(ident))
+
+
+INBOX_ORDER = (HumanTask.due_key, HumanTask.created_at, HumanTask.id)
 
 
 @bp.get("/tasks")
 def inbox():
+    """Open tasks assigned to the caller plus unclaimed ones of the caller's groups, by due date.
+
+    Each source is read along an index in inbox order and stops after one page:
+    the caller's own tasks, each group's tasks by their primary group, tasks
+    offered to a group as a second candidate, tasks offered to the caller by name.
+    The pages are merged here, so a busy group's thousands of tasks are never sorted.
+    """
     actor = current_actor()
     limit, after = limit_arg(), cursor_arg(3)
-    query = select(HumanTask).where(inbox_clause(actor))
     args = request.args
+    filters = [HumanTask.status == OPEN]
+    groups = sorted(actor.groups)
     if args.get("group"):
-        query = query.where(HumanTask.id.in_(select(TaskCandidate.task_id).where(
+        groups = [g for g in groups if g == args["group"]]
+        filters.append(HumanTask.id.in_(select(TaskCandidate.task_id).where(
             TaskCandidate.kind == "group", TaskCandidate.name == args["group"])))
+    mine_only = False
     if args.get("assignee"):
         if args["assignee"] != "me":
             raise invalid({"assignee": "only 'me' is supported"})
-        query = query.where(HumanTask.assignee == actor.username)
+        mine_only = True
     if args.get("definition_key"):
-        query = query.where(HumanTask.definition_key == args["definition_key"])
+        filters.append(HumanTask.definition_key == args["definition_key"])
     due_before = datetime_arg("due_before", engine().tz)
     if due_before is not None:
-        query = query.where(HumanTask.due_at < due_before)
+        filters.append(HumanTask.due_at < due_before)
     if args.get("overdue"):
         if args["overdue"] not in ("true", "false"):
             raise invalid({"overdue": "use true or false"})
         if args["overdue"] == "true":
-            query = query.where(HumanTask.due_at < engine().clock.now())
+            filters.append(HumanTask.due_at < engine().clock.now())
     if after is not None:
-        query = query.where(_after(after))
-    query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+        filters.append(_after(after))
+    unclaimed = HumanTask.assignee.is_(None)
+    sources = [HumanTask.assignee == actor.username]
+    if not mine_only:
+        sources += [and_(unclaimed, HumanTask.group_name == group) for group in groups]
+        sources.append(and_(unclaimed, HumanTask.id.in_(select(TaskCandidate.task_id).where(or_(
+            and_(TaskCandidate.kind == "group", TaskCandidate.name.in_(groups), TaskCandidate.is_primary.is_(False)),
+            and_(TaskCandidate.kind == "user", TaskCandidate.name == actor.username))))))
+    found: dict[int, HumanTask] = {}
     with engine().read() as uow:
-        rows = list(uow.session.scalars(query.limit(limit + 1)))
+        for source in sources:
+            query = select(HumanTask).where(source, *filters).order_by(*INBOX_ORDER).limit(limit + 1)
+            for task in uow.session.scalars(query):
+                found[task.id] = task
+    rows = sorted(found.values(), key=lambda t: (t.due_key, t.created_at, t.id))[: limit + 1]
     return jsonify(page(rows, limit, _position, task_dict))
 
 

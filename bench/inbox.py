@@ -64,10 +64,11 @@ def seed(url: str, cases: int, batch: int = 5_000) -> dict:
             claimed = rng.random() < 0.1
             tasks.append({**task_columns, "id": tid, "instance_id": iid, "group_name": group,
                           "element_id": element_of[group], "spiff_task_id": f"00000000-0000-4000-8000-{iid:012d}",
-                          "created_at": created, "due_at": created + timedelta(hours=rng.choice((1, 12, 24, 48))),
+                          "created_at": created, "due_at": (due := created + timedelta(hours=rng.choice((1, 12, 24, 48)))),
+                          "due_key": due,
                           "assignee": f"{group}_{rng.randrange(2, 9)}" if claimed else None,
                           "claimed_at": created if claimed else None})
-            candidates.append({"task_id": tid, "kind": "group", "name": group})
+            candidates.append({"task_id": tid, "kind": "group", "name": group, "is_primary": True})
             for timer in timer_columns:
                 timers.append({**timer, "instance_id": iid, "due_at": created + timedelta(days=30),
                                "next_attempt_at": created + timedelta(days=30), "created_at": created})

@@ -37,7 +37,7 @@ from engine.errors import CaseError, Conflict, Forbidden, InvalidBpmn, NotFound,
 from engine.expressions import expression_functions, parse_iso_duration
 from engine.sandbox import make_script_engine
 from storage.db import Database
-from storage.models import AuditEvent, Definition, HumanTask, Instance, TaskCandidate, Timer, User
+from storage.models import NO_DUE_DATE, AuditEvent, Definition, HumanTask, Instance, TaskCandidate, Timer, User
 
 log = logging.getLogger(__name__)
 
@@ -840,15 +840,17 @@ class Engine:
                 continue
             key, model = compiled.user_task(compiled.process_of(spiff_task), spiff_task.task_spec.bpmn_id)
             groups, assignee = self._people(spiff_task, model)
+            due_at = self._deadline(spiff_task, model.due_expr, now)
             row = HumanTask(
                 instance_id=instance.id, definition_key=instance.definition_key, process_key=key,
                 spiff_task_id=spiff_id, element_id=model.element_id, name=model.name,
                 group_name=groups[0] if groups else None, assignee=assignee, status=OPEN,
-                due_at=self._deadline(spiff_task, model.due_expr, now),
+                due_at=due_at, due_key=due_at or NO_DUE_DATE,
                 follow_up_at=self._deadline(spiff_task, model.follow_up_expr, now),
                 created_at=now, claimed_at=now if assignee else None, version=1,
             )
-            row.candidates = ([TaskCandidate(kind="group", name=g) for g in dict.fromkeys(groups)]
+            row.candidates = ([TaskCandidate(kind="group", name=g, is_primary=g == row.group_name)
+                               for g in dict.fromkeys(groups)]
                               + [TaskCandidate(kind="user", name=u) for u in dict.fromkeys(model.users)])
             session.add(row)
             session.flush()

@@ -6,7 +6,7 @@ beside it, so no query deserialises a workflow.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# The sort key of a task without a due date: after every real one.
+NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 # BigInteger ids that are still SQLite's rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -159,6 +162,8 @@ class HumanTask(Base):
     assignee: Mapped[str | None] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     due_at: Mapped[datetime | None]
+    # `due_at`, or NO_DUE_DATE when there is none: the inbox's sort key, never null so an index keeps its order.
+    due_key: Mapped[datetime]
     follow_up_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     claimed_at: Mapped[datetime | None]
@@ -170,9 +175,9 @@ class HumanTask(Base):
 
     __table_args__ = (
         Index(None, "status", "due_at", "id"),
-        Index(None, "status", "assignee", "due_at"),
+        Index(None, "status", "assignee", "due_key", "created_at", "id"),
         Index(None, "instance_id", "status"),
-        Index(None, "status", "group_name", "due_at"),
+        Index(None, "status", "group_name", "assignee", "due_key", "created_at", "id"),
     )
 
 
@@ -184,8 +189,10 @@ class TaskCandidate(Base):
     task_id: Mapped[int] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8), primary_key=True)
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The task's own `group_name`: the inbox finds those through the task's index.
+    is_primary: Mapped[bool] = mapped_column(default=False)
 
-    __table_args__ = (Index(None, "kind", "name", "task_id"),)
+    __table_args__ = (Index(None, "kind", "name", "task_id"), Index(None, "kind", "name", "is_primary", "task_id"))
 
 
 class Timer(Base):

@@ -1,0 +1,53 @@
+"""Schema migrations carry existing rows forward (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from alembic import command
+from sqlalchemy import create_engine, text
+
+from storage.migrate import alembic_config
+from storage.models import NO_DUE_DATE
+
+
+def test_inbox_order_migration_fills_the_sort_key_and_primary_group(tmp_path, request):
+    for dialect in ("sqlite", "postgresql"):
+        if dialect == "sqlite":
+            url = f"sqlite:///{tmp_path / 'old.db'}"
+        else:
+            # A template database is already at the newest schema: start from an empty one.
+            server, admin = request.getfixturevalue("pg_server")
+            with admin.connect() as conn:
+                conn.execute(text("CREATE DATABASE cf_migration_test"))
+            url = server.url("cf_migration_test")
+        config = alembic_config(url)
+        command.upgrade(config, "0002")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO definitions (id, key, version, name, file_name, bpmn_xml, sha256, called_keys, "
+                "deployment_id, deployed_at, deployed_by) VALUES (1, 'p', 1, 'p', 'p.bpmn', '<x/>', 'h', '[]', 'd', "
+                ":at, 'o')"), {"at": datetime(2026, 1, 1)})
+            conn.execute(text(
+                "INSERT INTO instances (id, definition_id, definition_key, version, pinned, status, data, state, "
+                "breaches, started_by, created_at, updated_at, lock_version) VALUES (1, 1, 'p', 1, '{}', 'running', "
+                "'{}', '{}', '[]', 'o', :at, :at, 1)"), {"at": datetime(2026, 1, 1)})
+            for ident, due in ((1, datetime(2026, 1, 2, 9)), (2, None)):
+                conn.execute(text(
+                    "INSERT INTO human_tasks (id, instance_id, definition_key, process_key, spiff_task_id, element_id, "
+                    "name, group_name, status, due_at, created_at, version) VALUES (:id, 1, 'p', 'p', :sid, 'e', 'n', "
+                    "'front_desk', 'open', :due, :at, 1)"), {"id": ident, "sid": f"s{ident}", "due": due,
+                                                              "at": datetime(2026, 1, 1)})
+                conn.execute(text("INSERT INTO task_candidates (task_id, kind, name) VALUES "
+                                  "(:id, 'group', 'front_desk'), (:id, 'group', 'security')"), {"id": ident})
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            keys = [row[0] for row in conn.execute(text("SELECT due_key FROM human_tasks ORDER BY id"))]
+            primary = conn.execute(text("SELECT task_id, name FROM task_candidates WHERE is_primary "
+                                        "ORDER BY task_id")).all()
+        engine.dispose()
+        as_utc = [k if getattr(k, "tzinfo", None) else datetime.fromisoformat(str(k)).replace(tzinfo=timezone.utc)
+                  for k in keys]
+        assert as_utc[0].replace(tzinfo=None) == datetime(2026, 1, 2, 9)
+        assert as_utc[1].year == NO_DUE_DATE.year
+        assert [tuple(row) for row in primary] == [(1, "front_desk"), (2, "front_desk")], dialect
