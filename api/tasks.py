@@ -125,9 +125,7 @@ def get_task(task_id: int):
         session = uow.session
         task = _task(session, task_id)
         instance = session.get(Instance, task.instance_id)
-        compiled = engine().compiled(session, engine().definition(session, instance.definition_key,
-                                                                  instance.version), instance.pinned)
-        _key, model = compiled.user_task(task.process_key, task.element_id)
+        model = engine().task_model(session, task, instance)
         response = jsonify({**task_dict(task), "status": task.status, "form": model.form.as_dict(),
                             "data": instance.data})
     response.headers["ETag"] = f'"{etag_of(task)}"'

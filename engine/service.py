@@ -338,6 +338,15 @@ class Engine:
 
         return self.specs.get(cache_key, build)
 
+    def compiled_for(self, session: Session, instance: Instance) -> Compiled:
+        """The parsed definition a case runs on: its version and the versions it pinned."""
+        return self.compiled(session, self.definition(session, instance.definition_key, instance.version),
+                             instance.pinned)
+
+    def task_model(self, session: Session, task: HumanTask, instance: Instance) -> bpmn.UserTaskModel:
+        """Who works a task row's user task, with which form, under which rules."""
+        return self.compiled_for(session, instance).user_task(task.process_key, task.element_id)[1]
+
     def definition_model(self, session: Session, key: str, version: int | None = None) -> bpmn.ProcessModel:
         definition = self.definition(session, key, version)
         return self.compiled(session, definition, self._pin(session, definition)).models[key]
@@ -503,8 +512,7 @@ class Engine:
                 raise Forbidden(f"you may not complete task {task_id}: {holder}")
             if instance.status != RUNNING:
                 raise Conflict(f"the case is {instance.status}")
-            compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
-                                     instance.pinned)
+            compiled = self.compiled_for(session, instance)
             _key, model = compiled.user_task(task.process_key, task.element_id)
             workflow = self._load(instance, compiled)
             spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
@@ -611,9 +619,7 @@ class Engine:
             raise Conflict(f"task {task.id} is already {task.status}")
 
     def _check_recusal(self, session: Session, task: HumanTask, instance: Instance, username: str) -> None:
-        compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
-                                 instance.pinned)
-        _key, model = compiled.user_task(task.process_key, task.element_id)
+        model = self.task_model(session, task, instance)
         if model.recusal_field:
             problem = self.recusal_problem(model, instance.data, username)
             if problem:
@@ -706,8 +712,7 @@ class Engine:
             for timer in due:
                 timer.status = CANCELLED
             return 0
-        compiled = self.compiled(session, self.definition(session, instance.definition_key, instance.version),
-                                 instance.pinned)
+        compiled = self.compiled_for(session, instance)
         workflow = self._load(instance, compiled)
         audit = AuditLog(session, lock=False)
         chain = instance_chain(instance.id)

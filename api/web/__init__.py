@@ -341,8 +341,7 @@ def _task_view(task_id: int, values: dict[str, Any] | None = None, errors: dict[
         s = uow.session
         task = _visible_task(s, task_id)
         instance = s.get(Instance, task.instance_id)
-        compiled = engine().compiled(s, engine().definition(s, instance.definition_key, instance.version),
-                                     instance.pinned)
+        compiled = engine().compiled_for(s, instance)
         _key, model = compiled.user_task(task.process_key, task.element_id)
         process = compiled.models[instance.definition_key]
         history = _history(s, instance.id, process.element_names)
@@ -389,9 +388,7 @@ def complete(task_id: int):
         s = uow.session
         task = _visible_task(s, task_id)
         instance = s.get(Instance, task.instance_id)
-        compiled = engine().compiled(s, engine().definition(s, instance.definition_key, instance.version),
-                                     instance.pinned)
-        form = compiled.user_task(task.process_key, task.element_id)[1].form
+        form = engine().task_model(s, task, instance).form
         assignee = task.assignee
     raw = _raw_values(form)
     if assignee != g.actor.username:
