@@ -14,6 +14,7 @@ from typing import Callable
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import joinedload
 
 from api.errors import ApiError, forbidden, invalid, unauthenticated
 from api.requests import json_body
@@ -84,11 +85,15 @@ def load_actor() -> None:
         raise unauthenticated()
     engine = _engine()
     with engine.read() as uow:
-        row = uow.session.scalars(select(ApiToken).where(ApiToken.token_hash == token_hash(token.strip()))).first()
+        # One statement: the token, its user and the user's roles and groups.
+        found = uow.session.execute(
+            select(ApiToken, User).join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash(token.strip()))
+            .options(joinedload(User.roles), joinedload(User.groups))).unique().first()
+        row, user = found if found is not None else (None, None)
         if row is None or row.revoked_at is not None or row.expires_at <= engine.clock.now():
             raise unauthenticated("the token is unknown, expired or signed out; sign in again")
-        user = uow.session.get(User, row.user_id)
-        if user is None or not user.is_active:
+        if not user.is_active:
             raise unauthenticated("the account is disabled")
         g.actor, g.user, g.token_id = actor_of(user), user_dict(user), row.id
 

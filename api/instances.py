@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from api.auth import current_actor, roles
 from api.errors import forbidden, invalid
-from api.present import engine, instance_dict, instance_summary, instance_visibility, may_read_instance
+from api.present import (engine, instance_dict, instance_summary, instance_visibility, instance_with,
+                         may_read_instance)
 from api.requests import INT_RANGE, cursor_arg, json_body, limit_arg, optional_json_body, page
 from engine.audit import event_dict
 from engine.errors import NotFound
@@ -55,8 +56,7 @@ def start():
         raise forbidden(f"only members of {', '.join(model.start_groups) or 'no group'}, process owners and "
                         f"admins may start '{key}'")
     result = engine().start_case(key, data or {}, current_actor(), version)
-    with engine().read() as uow:
-        return jsonify(instance_dict(uow.session, uow.session.get(Instance, result.instance_id))), 201
+    return jsonify(instance_with(result.instance, result.open_tasks, result.waiting_timers)), 201
 
 
 @bp.get("/instances")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from flask import current_app
 from sqlalchemy import and_, or_, select
@@ -51,10 +51,16 @@ def instance_dict(session: Session, instance: Instance) -> dict[str, Any]:
     """The full instance: its summary, open tasks and waiting timers."""
     tasks = session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == OPEN)
                             .order_by(HumanTask.id))
-    timers = session.scalars(select(Timer).where(Timer.instance_id == instance.id, Timer.status == WAITING)
-                             .order_by(Timer.due_at, Timer.id))
-    return {**instance_summary(instance), "open_tasks": [task_dict(t) for t in tasks],
-            "waiting_timers": [{"element_id": t.element_id, "due_at": iso(t.due_at)} for t in timers],
+    timers = session.execute(select(Timer.due_at, Timer.element_id).where(
+        Timer.instance_id == instance.id, Timer.status == WAITING).order_by(Timer.due_at, Timer.id))
+    return instance_with(instance, tasks, timers)
+
+
+def instance_with(instance: Instance, open_tasks: Iterable[HumanTask],
+                  waiting_timers: Iterable[tuple[datetime, str]]) -> dict[str, Any]:
+    """The full instance from rows at hand: open tasks by id, waiting timers as (due, element id) by due."""
+    return {**instance_summary(instance), "open_tasks": [task_dict(t) for t in open_tasks],
+            "waiting_timers": [{"element_id": element_id, "due_at": iso(due)} for due, element_id in waiting_timers],
             # Deadlines that passed and escalated (SLA breaches), and why a case is in error.
             "breached_deadlines": list(instance.breaches), "error": instance.error}
 

@@ -8,7 +8,7 @@ from sqlalchemy import and_, literal, or_, select, tuple_
 
 from api.auth import current_actor, led_groups
 from api.errors import forbidden, invalid
-from api.present import engine, instance_dict, reads_all, task_dict
+from api.present import engine, instance_with, reads_all, task_dict
 from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
 from engine.errors import Conflict, NotFound
 from engine.service import ADMIN, OPEN, PROCESS_OWNER, etag_of
@@ -171,9 +171,7 @@ def complete(task_id: int):
     if not isinstance(data, dict):
         raise invalid({"data": "must be an object"})
     result = engine().complete_task(task_id, data, current_actor(), etag=request.headers.get("If-Match"))
-    with engine().read() as uow:
-        session = uow.session
-        instance = session.get(Instance, result.instance_id)
-        next_tasks = session.scalars(select(HumanTask).where(HumanTask.id.in_(result.created_task_ids))
-                                     .order_by(HumanTask.id)) if result.created_task_ids else []
-        return jsonify({"instance": instance_dict(session, instance), "next_tasks": [task_dict(t) for t in next_tasks]})
+    # The step's own rows, as committed: no second read.
+    created = set(result.created_task_ids)
+    return jsonify({"instance": instance_with(result.instance, result.open_tasks, result.waiting_timers),
+                    "next_tasks": [task_dict(t) for t in result.open_tasks if t.id in created]})

@@ -190,8 +190,9 @@ def main(argv=None, *, cases: int | None = None, runs: int | None = None) -> dic
             figures = bench_service(url, cases, runs)
             figures["ratio_to_ceiling"] = round(figures["completions_per_s"] / ceiling["steps_per_s"], 3)
             results[dialect] = figures
-        if args.profile:
-            for dialect, url in urls.items():
+    if args.profile:
+        with databases() as urls:  # fresh databases: the timed runs' users and cases are not in the way
+            for url in urls.values():
                 print(profile_service(url))
     write_result("service", {"benchmark": "service", "results": results})
     return results

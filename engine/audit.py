@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from storage.models import AuditChain, AuditEvent
@@ -40,6 +41,8 @@ def canonical_json(value: Any) -> str:
     return _canonical.encode(value)
 
 
+EVENT_COLUMNS = ("chain", "seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash",
+                 "hash")
 HASHED_FIELDS = ("chain", "seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash")
 
 
@@ -52,12 +55,24 @@ def event_hash(event: Any) -> str:
 
 
 class AuditLog:
-    """Writes events into the caller's transaction; never commits."""
+    """Writes events into the caller's transaction; never commits.
 
-    def __init__(self, session: Session, *, lock: bool) -> None:
+    `deferred=True` keeps appended events (their seq and hash already fixed)
+    until `write()` puts them into the session with their chains' new heads:
+    a step that must flush mid-way (to learn new task ids) then inserts its
+    events and updates each head once. A deferred log refuses to let its
+    transaction commit with events still unwritten.
+    """
+
+    def __init__(self, session: Session, *, lock: bool, deferred: bool = False) -> None:
         self.session = session
         self.lock = lock
+        self.deferred = deferred
         self._heads: dict[str, AuditChain] = {}
+        self._pending: list[AuditEvent] = []
+        self._tails: dict[str, tuple[int, str]] = {}
+        if deferred:
+            sa_event.listen(session, "before_commit", self._check_written)
 
     def _head(self, chain: str) -> AuditChain:
         head = self._heads.get(chain)
@@ -85,9 +100,10 @@ class AuditLog:
         data: dict[str, Any] | None = None,
     ) -> AuditEvent:
         head = self._head(chain)
+        last_seq, last_hash = self._tails.get(chain, (head.last_seq, head.last_hash))
         event = AuditEvent(
             chain=chain,
-            seq=head.last_seq + 1,
+            seq=last_seq + 1,
             instance_id=instance_id,
             type=type,
             at=at,
@@ -95,13 +111,35 @@ class AuditLog:
             element_id=element_id,
             task_id=task_id,
             data=json.loads(canonical_json(data or {})),
-            prev_hash=head.last_hash,
+            prev_hash=last_hash,
         )
         event.hash = event_hash(event)
-        head.last_seq = event.seq
-        head.last_hash = event.hash
-        self.session.add(event)
+        if self.deferred:
+            self._tails[chain] = (event.seq, event.hash)
+            self._pending.append(event)
+        else:
+            head.last_seq, head.last_hash = event.seq, event.hash
+            self.session.add(event)
         return event
+
+    def write(self) -> None:
+        """Put the deferred events into the session, and move their chains' heads past them."""
+        for chain, (last_seq, last_hash) in self._tails.items():
+            head = self._heads[chain]
+            head.last_seq, head.last_hash = last_seq, last_hash
+        if self._pending:
+            # One executemany: the events' ids are never needed back.
+            self.session.execute(insert(AuditEvent.__table__),
+                                 [{name: getattr(e, name) for name in EVENT_COLUMNS} for e in self._pending])
+        self._pending, self._tails = [], {}
+
+    def discard(self) -> None:
+        """Drop the events not yet written (their step failed and was rolled back)."""
+        self._pending, self._tails = [], {}
+
+    def _check_written(self, _session: Session) -> None:
+        if self._pending:
+            raise RuntimeError(f"{len(self._pending)} audit events were appended but not written")
 
 
 def event_dict(event: AuditEvent) -> dict[str, Any]:

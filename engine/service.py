@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -102,8 +102,13 @@ class DeployResult:
 
 @dataclass
 class StepResult:
+    """What a step left: the case, the tasks it created, and where the case now waits."""
+
     instance_id: int
     created_task_ids: list[int] = field(default_factory=list)
+    instance: Instance | None = None
+    open_tasks: list[HumanTask] = field(default_factory=list)
+    waiting_timers: list[tuple[datetime, str]] = field(default_factory=list)
 
 
 class SpecCache:
@@ -126,6 +131,43 @@ class SpecCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
         return compiled
+
+
+class WorkflowCache:
+    """Live workflows of recently changed cases, so the next step need not deserialise them.
+
+    A cached workflow is used only while the stored state is exactly the text
+    it was dumped to: a change made by another process, or a step that rolled
+    back, means a fresh load. A step takes its case's workflow out; it goes
+    back only when that step's transaction has committed.
+    """
+
+    def __init__(self, size: int = 128) -> None:
+        self.size = size
+        self._items: OrderedDict[int, tuple[str, BpmnWorkflow]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def take(self, instance_id: int, stored_state: str, spec) -> BpmnWorkflow | None:
+        with self._lock:
+            found = self._items.pop(instance_id, None)
+            if found is not None and found[0] == stored_state and found[1].spec is spec:
+                self.hits += 1
+                return found[1]
+            self.misses += 1
+            return None
+
+    def put(self, instance_id: int, stored_state: str, workflow: BpmnWorkflow) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[instance_id] = (stored_state, workflow)
+            self._items.move_to_end(instance_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def etag_of(task: HumanTask) -> str:
@@ -190,7 +232,8 @@ class Engine:
     """The case engine over one database, one clock and one business calendar."""
 
     def __init__(self, db: Database, clock: Clock | None = None, calendar: BusinessCalendar | None = None,
-                 timezone_name: str | None = None, specs: SpecCache | None = None) -> None:
+                 timezone_name: str | None = None, specs: SpecCache | None = None,
+                 workflows: WorkflowCache | None = None) -> None:
         install_spiff_clock()
         self.db = db
         self.clock = clock or SystemClock()
@@ -198,6 +241,8 @@ class Engine:
         self.calendar = calendar or BusinessCalendar(tz=str(self.tz))
         self.script_engine = make_script_engine(expression_functions(self.calendar))
         self.specs = specs or SpecCache()
+        self.workflows = workflows if workflows is not None else WorkflowCache(
+            int(os.environ.get("COMPLAINTFLOW_WORKFLOW_CACHE", "128")))
         self._definitions: dict[tuple[str, int], Definition] = {}
 
     # --- transactions -------------------------------------------------------------
@@ -385,7 +430,22 @@ class Engine:
     # --- cases --------------------------------------------------------------------------
 
     def _load(self, instance: Instance, compiled: Compiled) -> BpmnWorkflow:
+        """The case's workflow for a write step: the cached live one if it is current, else deserialised."""
+        cached = self.workflows.take(instance.id, instance.state, compiled.spec)
+        if cached is not None:
+            return cached
         return state.load(instance.state, compiled.spec, compiled.subprocess_specs, self.script_engine)
+
+    def _keep_after_commit(self, session: Session, instance: Instance, workflow: BpmnWorkflow) -> None:
+        """Cache the workflow once the step that wrote its state has committed (never on rollback)."""
+        kept = session.info.setdefault("kept_workflows", {})
+        if not kept:
+            def put(committed: Session) -> None:
+                for instance_id, (text, live) in committed.info.pop("kept_workflows", {}).items():
+                    self.workflows.put(instance_id, text, live)
+
+            event.listen(session, "after_commit", put, once=True)
+        kept[instance.id] = (instance.state, workflow)
 
     @staticmethod
     def _frozen(now: datetime):
@@ -440,7 +500,7 @@ class Engine:
         )
         session.add(instance)
         session.flush()
-        audit = AuditLog(session, lock=False)
+        audit = AuditLog(session, lock=False, deferred=True)
         audit.append(instance_chain(instance.id), "instance_started", at=now, actor=actor.username,
                      instance_id=instance.id, data={
                          "definition_key": key, "version": definition.version, "sha256": definition.sha256,
@@ -449,7 +509,7 @@ class Engine:
                      })
         result = StepResult(instance.id)
         with self._frozen(now):
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result, {})
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result, {}, timers_before=set())
         return result
 
     def ensure_scheduled_starts(self) -> list[int]:
@@ -487,12 +547,16 @@ class Engine:
         return started
 
     def _task_and_instance(self, session: Session, task_id: int) -> tuple[HumanTask, Instance]:
-        task = session.get(HumanTask, task_id)
+        """Lock the task's case, then read the task (and who may work it) under that lock."""
+        query = select(Instance).where(
+            Instance.id == select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
+        if self.db.is_postgres:
+            query = query.with_for_update(of=Instance)
+        instance = session.scalars(query).one_or_none()
+        task = session.get(HumanTask, task_id, options=[joinedload(HumanTask.candidates)]) \
+            if instance is not None else None
         if task is None:
             raise NotFound(f"no task {task_id}")
-        instance = self._lock(session, Instance, task.instance_id)
-        if self.db.is_postgres:
-            session.refresh(task)  # read again now that the case is locked (SQLite's writer lock came first)
         return task, instance
 
     def complete_task(self, task_id: int, data: Any, actor: Actor, etag: str | None = None) -> StepResult:
@@ -519,6 +583,7 @@ class Engine:
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting in the case")
             before = case_data(workflow)
+            timers_before = set(self._waiting_timers(workflow))
             current = {**spiff_task.data, **instance.data}
             recusal = self.recusal_problem(model, current, actor.username)
             if recusal:
@@ -526,7 +591,7 @@ class Engine:
             clean = forms.validate(model.form, data if data is not None else {}, current=current,
                                    user_exists=self._user_exists(session))
             now = self.clock.now()
-            audit = AuditLog(session, lock=False)
+            audit = AuditLog(session, lock=False, deferred=True)
             chain = instance_chain(instance.id)
             if not task.assignee:
                 task.assignee, task.claimed_at = actor.username, now
@@ -552,7 +617,8 @@ class Engine:
                          })
             result = StepResult(instance.id)
             with self._frozen(now):
-                self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data)
+                self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data,
+                           timers_before=timers_before)
             return result
 
     def claim_task(self, task_id: int, actor: Actor) -> None:
@@ -703,6 +769,7 @@ class Engine:
                     raise
                 except Exception as error:  # noqa: BLE001 - one case's failure must not stop the others
                     savepoint.rollback()
+                    session.info.get("kept_workflows", {}).pop(instance_id, None)
                     self._timer_failed(session, instance_id, due[0].id, wall, error)
             return fired, len(timers)
 
@@ -714,51 +781,55 @@ class Engine:
             return 0
         compiled = self.compiled_for(session, instance)
         workflow = self._load(instance, compiled)
-        audit = AuditLog(session, lock=False)
+        audit = AuditLog(session, lock=False, deferred=True)
         chain = instance_chain(instance.id)
-        fired = 0
-        pending = list(due)
-        while pending:
-            timer = pending.pop(0)
-            spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
-            if spiff_task is None or spiff_task.state != TaskState.WAITING:
-                timer.status = CANCELLED
-                continue
-            # The case moves at the timer's due time, so catch-up after downtime
-            # computes later deadlines as if the timer had fired on time.
-            engine_time = max(timer.due_at + timedelta(milliseconds=1), instance.updated_at)
-            before = case_data(workflow)
-            with use_clock(FakeClock(engine_time)):
-                def fire() -> None:
-                    workflow.refresh_timers()
-                    workflow.do_engine_steps()
-                self._run(fire)
-                timer.status, timer.fired_at = FIRED, wall
-                element_name = self._element_name(compiled, timer.element_id)
-                audit.append(chain, "timer_fired", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
-                             element_id=timer.element_id, data={
-                                 "due_at": _iso(timer.due_at), "fired_at": _iso(wall), "timer_id": timer.id,
-                                 "spiff_task_id": timer.spiff_task_id, "name": element_name,
-                                 "changes": data_changes(instance.data,
-                                                         accumulate(instance.data, before, case_data(workflow))),
-                             })
-                if timer.element_id in compiled.escalations:
-                    breach = {"element_id": timer.element_id, "name": element_name, "due_at": _iso(timer.due_at),
-                              "fired_at": _iso(wall)}
-                    instance.breaches = [*instance.breaches, breach]
-                    audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
-                                 element_id=timer.element_id, data=breach)
-                self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit, StepResult(instance.id),
-                           before)
-            fired += 1
-            # Timers this firing started that are already due (a cycle's next round
-            # after downtime) fire now too, in due order with the rest.
-            if any(isinstance(row, Timer) and row.next_attempt_at <= wall for row in session.new):
-                session.flush()
-                taken = {t.id for t in pending}
-                pending = sorted(pending + [t for t in session.scalars(select(Timer).where(
-                    Timer.instance_id == instance.id, Timer.status == WAITING, Timer.next_attempt_at <= wall))
-                    if t.id not in taken], key=lambda t: (t.due_at, t.id))
+        try:
+            fired = 0
+            pending = list(due)
+            while pending:
+                timer = pending.pop(0)
+                spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
+                if spiff_task is None or spiff_task.state != TaskState.WAITING:
+                    timer.status = CANCELLED
+                    continue
+                # The case moves at the timer's due time, so catch-up after downtime
+                # computes later deadlines as if the timer had fired on time.
+                engine_time = max(timer.due_at + timedelta(milliseconds=1), instance.updated_at)
+                before = case_data(workflow)
+                with use_clock(FakeClock(engine_time)):
+                    def fire() -> None:
+                        workflow.refresh_timers()
+                        workflow.do_engine_steps()
+                    self._run(fire)
+                    timer.status, timer.fired_at = FIRED, wall
+                    element_name = self._element_name(compiled, timer.element_id)
+                    audit.append(chain, "timer_fired", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
+                                 element_id=timer.element_id, data={
+                                     "due_at": _iso(timer.due_at), "fired_at": _iso(wall), "timer_id": timer.id,
+                                     "spiff_task_id": timer.spiff_task_id, "name": element_name,
+                                     "changes": data_changes(instance.data,
+                                                             accumulate(instance.data, before, case_data(workflow))),
+                                 })
+                    if timer.element_id in compiled.escalations:
+                        breach = {"element_id": timer.element_id, "name": element_name, "due_at": _iso(timer.due_at),
+                                  "fired_at": _iso(wall)}
+                        instance.breaches = [*instance.breaches, breach]
+                        audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
+                                     element_id=timer.element_id, data=breach)
+                    self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit,
+                               StepResult(instance.id), before)
+                fired += 1
+                # Timers this firing started that are already due (a cycle's next round
+                # after downtime) fire now too, in due order with the rest.
+                if any(isinstance(row, Timer) and row.next_attempt_at <= wall for row in session.new):
+                    session.flush()
+                    taken = {t.id for t in pending}
+                    pending = sorted(pending + [t for t in session.scalars(select(Timer).where(
+                        Timer.instance_id == instance.id, Timer.status == WAITING, Timer.next_attempt_at <= wall))
+                        if t.id not in taken], key=lambda t: (t.due_at, t.id))
+        except BaseException:
+            audit.discard()  # the savepoint rolls the step back; its events go with it
+            raise
         return fired
 
     @staticmethod
@@ -827,19 +898,29 @@ class Engine:
 
     def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
               now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any],
-              now_data: dict[str, Any] | None = None) -> None:
-        session.flush()
+              now_data: dict[str, Any] | None = None, timers_before: set | None = None) -> None:
+        """Bring the case's rows in step with its workflow after a step, and write the step's audit events.
+
+        `timers_before`: the workflow's waiting timers before the step, which the
+        timer rows matched; None when unknown (the rows are read).
+        """
         chain = instance_chain(instance.id)
         ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
                  if t.task_spec.bpmn_id}
-        open_rows = list(session.scalars(select(HumanTask).where(HumanTask.instance_id == instance.id,
-                                                                  HumanTask.status == OPEN)))
+        # Nothing is flushed yet: rows this step changed keep their new status in memory.
+        query = (select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == OPEN)
+                 .options(lazyload(HumanTask.candidates)))
+        open_rows = [row for row in session.scalars(query) if row.status == OPEN]
+        still_open = []
         for row in open_rows:
             if row.spiff_task_id not in ready:
                 row.status, row.version = CANCELLED, row.version + 1
                 audit.append(chain, "task_cancelled", at=now, actor=actor.username, instance_id=instance.id,
                              element_id=row.element_id, task_id=row.id, data={"reason": "left by the flow"})
+            else:
+                still_open.append(row)
         known = {row.spiff_task_id for row in open_rows}
+        created = []
         for spiff_id, spiff_task in ready.items():
             if spiff_id in known:
                 continue
@@ -858,23 +939,33 @@ class Engine:
                                for g in dict.fromkeys(groups)]
                               + [TaskCandidate(kind="user", name=u) for u in dict.fromkeys(model.users)])
             session.add(row)
-            session.flush()
+            created.append((row, groups, list(model.users)))
+        if created:
+            session.flush()  # the new tasks' ids, for their events
+        for row, groups, users in created:
             result.created_task_ids.append(row.id)
             audit.append(chain, "task_created", at=now, actor=actor.username, instance_id=instance.id,
                          element_id=row.element_id, task_id=row.id, data={
-                             "name": row.name, "groups": groups, "users": list(model.users), "assignee": assignee,
-                             "due_at": _iso(row.due_at), "spiff_task_id": spiff_id,
+                             "name": row.name, "groups": groups, "users": users, "assignee": row.assignee,
+                             "due_at": _iso(row.due_at), "spiff_task_id": row.spiff_task_id,
                          })
-        self._sync_timers(session, instance, workflow, now)
+        waiting = self._sync_timers(session, instance, workflow, now, timers_before)
         instance.data = accumulate(instance.data, before, now_data if now_data is not None else case_data(workflow))
         instance.state = state.dump(workflow)
         instance.updated_at = now
+        self._keep_after_commit(session, instance, workflow)
         if workflow.is_completed() and instance.status == RUNNING:
             instance.status, instance.ended_at = COMPLETED, now
             audit.append(chain, "instance_completed", at=now, actor=actor.username, instance_id=instance.id,
                          data={"data": instance.data})
+        audit.write()
+        result.instance = instance
+        result.open_tasks = sorted([*still_open, *(row for row, _g, _u in created)], key=lambda r: r.id)
+        result.waiting_timers = sorted((due, task.task_spec.bpmn_id) for (_id, due), task in waiting.items())
 
-    def _sync_timers(self, session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime) -> None:
+    @staticmethod
+    def _waiting_timers(workflow: BpmnWorkflow) -> dict[tuple[str, datetime], Any]:
+        """The workflow's timers that wait to fire: {(spiff task id, due): task}."""
         waiting = {}
         for task in workflow.get_tasks(state=TaskState.WAITING):
             definition = getattr(task.task_spec, "event_definition", None)
@@ -885,16 +976,25 @@ class Engine:
                 value = value.get("next") if value.get("cycles", 0) != 0 else None
             if not value:
                 continue
-            due = TimerEventDefinition.get_datetime(value)
-            waiting[(str(task.id), due)] = task
-        rows = list(session.scalars(select(Timer).where(Timer.instance_id == instance.id, Timer.status == WAITING)))
-        have = set()
-        for row in rows:
-            key = (row.spiff_task_id, row.due_at)
-            if key in waiting:
-                have.add(key)
-            else:
-                row.status = FIRED if row.due_at <= now else CANCELLED
+            waiting[(str(task.id), TimerEventDefinition.get_datetime(value))] = task
+        return waiting
+
+    def _sync_timers(self, session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime,
+                     timers_before: set | None) -> dict[tuple[str, datetime], Any]:
+        waiting = self._waiting_timers(workflow)
+        if timers_before is not None and timers_before <= waiting.keys():
+            # Every step leaves one waiting row per waiting timer, so the rows are
+            # `timers_before`; none has ended, and only new timers need rows.
+            have = set(timers_before)
+        else:
+            have = set()
+            for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id,
+                                                           Timer.status == WAITING)):
+                key = (row.spiff_task_id, row.due_at)
+                if key in waiting:
+                    have.add(key)
+                elif row.status == WAITING:
+                    row.status = FIRED if row.due_at <= now else CANCELLED
         created = [due for (spiff_id, due) in waiting if (spiff_id, due) not in have]
         for (spiff_id, due), task in waiting.items():
             if (spiff_id, due) not in have:
@@ -907,6 +1007,7 @@ class Engine:
             if "new_timer_due" not in session.info:
                 event.listen(session, "after_commit", lambda s: hook(s.info.pop("new_timer_due")), once=True)
             session.info["new_timer_due"] = earliest
+        return waiting
 
 
 def audit_events(session: Session, instance_id: int) -> list[AuditEvent]:
