@@ -77,10 +77,11 @@ class AuditLog:
     def _head(self, chain: str) -> AuditChain:
         head = self._heads.get(chain)
         if head is None:
-            query = select(AuditChain).where(AuditChain.chain == chain)
             if self.lock:
-                query = query.with_for_update()
-            head = self.session.scalars(query).one_or_none()
+                head = self.session.scalars(select(AuditChain).where(AuditChain.chain == chain)
+                                            .with_for_update()).one_or_none()
+            else:
+                head = self.session.get(AuditChain, chain)  # no read when the session holds it already
             if head is None:
                 head = AuditChain(chain=chain, last_seq=0, last_hash=GENESIS)
                 self.session.add(head)

@@ -37,7 +37,8 @@ from engine.errors import CaseError, Conflict, Forbidden, InvalidBpmn, NotFound,
 from engine.expressions import expression_functions, parse_iso_duration
 from engine.sandbox import make_script_engine
 from storage.db import Database
-from storage.models import NO_DUE_DATE, AuditEvent, Definition, HumanTask, Instance, TaskCandidate, Timer, User
+from storage.models import (NO_DUE_DATE, AuditChain, AuditEvent, Definition, HumanTask, Instance, TaskCandidate, Timer,
+                            User)
 
 log = logging.getLogger(__name__)
 
@@ -509,7 +510,8 @@ class Engine:
                      })
         result = StepResult(instance.id)
         with self._frozen(now):
-            self._sync(session, instance, workflow, compiled, now, actor, audit, result, {}, timers_before=set())
+            self._sync(session, instance, workflow, compiled, now, actor, audit, result, {}, timers_before=set(),
+                       tasks_before=set())
         return result
 
     def ensure_scheduled_starts(self) -> list[int]:
@@ -584,6 +586,7 @@ class Engine:
                 raise Conflict(f"task {task_id} is no longer waiting in the case")
             before = case_data(workflow)
             timers_before = set(self._waiting_timers(workflow))
+            tasks_before = set(self._ready_manual(workflow)) - {task.spiff_task_id}
             current = {**spiff_task.data, **instance.data}
             recusal = self.recusal_problem(model, current, actor.username)
             if recusal:
@@ -618,7 +621,7 @@ class Engine:
             result = StepResult(instance.id)
             with self._frozen(now):
                 self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data,
-                           timers_before=timers_before)
+                           timers_before=timers_before, tasks_before=tasks_before)
             return result
 
     def claim_task(self, task_id: int, actor: Actor) -> None:
@@ -747,18 +750,25 @@ class Engine:
         fired = 0
         with self._write() as session:
             wall = self.clock.now()
-            query = (select(Timer).where(Timer.status == WAITING, Timer.next_attempt_at <= wall)
+            # The timers with their cases, read in the write transaction: SQLite's
+            # writer lock, or on PostgreSQL row locks, hold them for the batch.
+            query = (select(Timer, Instance).join(Instance, Instance.id == Timer.instance_id)
+                     .where(Timer.status == WAITING, Timer.next_attempt_at <= wall)
                      .order_by(Timer.due_at, Timer.id).limit(limit))
             if self.db.is_postgres:
-                # Lock the timers and their cases, skipping rows another process or a
-                # request holds: processes share the work, and a timer never waits on a
-                # case a request has locked (which would invert the lock order).
-                query = (query.join(Instance, Instance.id == Timer.instance_id)
-                         .with_for_update(skip_locked=True, of=[Timer, Instance]))
-            timers = list(session.scalars(query))
+                # Skip rows another process or a request holds: processes share the
+                # work, and a timer never waits on a case a request has locked (which
+                # would invert the lock order).
+                query = query.with_for_update(skip_locked=True, of=[Timer, Instance])
+            rows = session.execute(query).all()
+            timers = [timer for timer, _instance in rows]
             by_instance: dict[int, list[Timer]] = {}
             for timer in timers:
                 by_instance.setdefault(timer.instance_id, []).append(timer)
+            # The cases' audit chain heads in one read. Held here, the cases and heads
+            # stay in the session (it holds objects weakly), where the steps find them.
+            heads = list(session.scalars(select(AuditChain).where(
+                AuditChain.chain.in_([instance_chain(i) for i in by_instance]))))
             for instance_id, due in by_instance.items():
                 savepoint = session.begin_nested()
                 try:
@@ -771,10 +781,11 @@ class Engine:
                     savepoint.rollback()
                     session.info.get("kept_workflows", {}).pop(instance_id, None)
                     self._timer_failed(session, instance_id, due[0].id, wall, error)
+            del rows, heads
             return fired, len(timers)
 
     def _fire_instance_timers(self, session: Session, instance_id: int, due: list[Timer], wall: datetime) -> int:
-        instance = self._lock(session, Instance, instance_id)
+        instance = session.get(Instance, instance_id)  # read (and locked) with its timers
         if instance is None or instance.status != RUNNING:
             for timer in due:
                 timer.status = CANCELLED
@@ -786,12 +797,16 @@ class Engine:
         try:
             fired = 0
             pending = list(due)
+            # The case's other waiting timer rows: one per timer waiting in the workflow.
+            others = set(self._waiting_timers(workflow))
             while pending:
                 timer = pending.pop(0)
+                others.discard((timer.spiff_task_id, timer.due_at))  # settled here
                 spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
                 if spiff_task is None or spiff_task.state != TaskState.WAITING:
                     timer.status = CANCELLED
                     continue
+                tasks_before = set(self._ready_manual(workflow))
                 # The case moves at the timer's due time, so catch-up after downtime
                 # computes later deadlines as if the timer had fired on time.
                 engine_time = max(timer.due_at + timedelta(milliseconds=1), instance.updated_at)
@@ -817,7 +832,8 @@ class Engine:
                         audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
                                      element_id=timer.element_id, data=breach)
                     self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit,
-                               StepResult(instance.id), before)
+                               StepResult(instance.id), before, timers_before=others, tasks_before=tasks_before)
+                others = set(self._waiting_timers(workflow))
                 fired += 1
                 # Timers this firing started that are already due (a cycle's next round
                 # after downtime) fire now too, in due order with the rest.
@@ -898,19 +914,26 @@ class Engine:
 
     def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
               now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any],
-              now_data: dict[str, Any] | None = None, timers_before: set | None = None) -> None:
+              now_data: dict[str, Any] | None = None, timers_before: set | None = None,
+              tasks_before: set | None = None) -> None:
         """Bring the case's rows in step with its workflow after a step, and write the step's audit events.
 
-        `timers_before`: the workflow's waiting timers before the step, which the
-        timer rows matched; None when unknown (the rows are read).
+        Every step ends with one open task row per user task waiting in the
+        workflow and one waiting timer row per waiting timer, so what the
+        workflow held before the step tells which rows exist:
+        `timers_before`, its waiting timers; `tasks_before`, its waiting user
+        tasks whose rows the step has not closed itself. None: unknown, the
+        rows are read.
         """
         chain = instance_chain(instance.id)
-        ready = {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True)
-                 if t.task_spec.bpmn_id}
-        # Nothing is flushed yet: rows this step changed keep their new status in memory.
-        query = (select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == OPEN)
-                 .options(lazyload(HumanTask.candidates)))
-        open_rows = [row for row in session.scalars(query) if row.status == OPEN]
+        ready = self._ready_manual(workflow)
+        if tasks_before is not None and not tasks_before:
+            open_rows = []  # no other task of the case was open
+        else:
+            # Nothing is flushed yet: rows this step changed keep their new status in memory.
+            query = (select(HumanTask).where(HumanTask.instance_id == instance.id, HumanTask.status == OPEN)
+                     .options(lazyload(HumanTask.candidates)))
+            open_rows = [row for row in session.scalars(query) if row.status == OPEN]
         still_open = []
         for row in open_rows:
             if row.spiff_task_id not in ready:
@@ -962,6 +985,11 @@ class Engine:
         result.instance = instance
         result.open_tasks = sorted([*still_open, *(row for row, _g, _u in created)], key=lambda r: r.id)
         result.waiting_timers = sorted((due, task.task_spec.bpmn_id) for (_id, due), task in waiting.items())
+
+    @staticmethod
+    def _ready_manual(workflow: BpmnWorkflow) -> dict[str, Any]:
+        """The workflow's user tasks waiting for a person: {spiff task id: task}."""
+        return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if t.task_spec.bpmn_id}
 
     @staticmethod
     def _waiting_timers(workflow: BpmnWorkflow) -> dict[tuple[str, datetime], Any]:

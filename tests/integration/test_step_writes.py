@@ -1,7 +1,7 @@
 """How a step reads and writes: the live-workflow cache, deferred audit events, the statement budget."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import event, select
@@ -140,7 +140,40 @@ def test_a_completion_stays_within_its_statement_budget(engine, db):
         event.remove(db.engine, "before_cursor_execute", listener)
     read = [s.split(" FROM ")[1].split()[0] if " FROM " in s else s
             for s in (" ".join(s.split()) for s in statements) if s.upper().startswith("SELECT")]
-    # The case (locked), the task with its candidates, the chain head, the case's open tasks, and
-    # the timer rows: this step ends the review's timer (the rows are not read when no timer ends).
-    assert read == ["instances", "human_tasks", "audit_chains", "human_tasks", "timers"], read
-    assert len(statements) <= 14, statements
+    # The case (locked), the task with its candidates, the chain head, and the timer rows: this
+    # step ends the review's timer (they are not read when every timer still waits). The case's
+    # other open tasks are not read: none was open beside this one.
+    assert read == ["instances", "human_tasks", "audit_chains", "timers"], read
+    assert len(statements) <= 13, statements
+
+
+def rows_match_workflow(engine, db, case: int) -> None:
+    with db.unit_of_work(write=False) as uow:
+        instance = uow.session.get(Instance, case)
+        compiled = engine.compiled_for(uow.session, instance)
+        workflow = state_module.load(instance.state, compiled.spec, compiled.subprocess_specs, engine.script_engine)
+        tasks = {t.spiff_task_id for t in uow.session.scalars(
+            select(HumanTask).where(HumanTask.instance_id == case, HumanTask.status == "open"))}
+        timers = {(t.spiff_task_id, t.due_at) for t in uow.session.scalars(
+            select(Timer).where(Timer.instance_id == case, Timer.status == "waiting"))}
+    assert tasks == set(Engine._ready_manual(workflow))
+    assert timers == set(Engine._waiting_timers(workflow))
+
+
+def test_open_task_and_timer_rows_match_the_workflow_after_every_kind_of_step(engine, db, clock):
+    deploy_fixture(engine, "two_step.bpmn")
+    case = engine.start_case("two_step", {"title": "t"}, ALICE).instance_id
+    rows_match_workflow(engine, db, case)
+    clock.advance(timedelta(hours=1, minutes=1))
+    assert engine.fire_due_timers() == 1  # the review is late: a chase task beside it
+    rows_match_workflow(engine, db, case)
+    with db.unit_of_work(write=False) as uow:
+        chase = uow.session.scalars(select(HumanTask).where(HumanTask.element_id == "chase")).one()
+    engine.complete_task(chase.id, {}, actor("sam", "cs_supervisor"))
+    rows_match_workflow(engine, db, case)
+    engine.complete_task(open_review(db, case).id, {"decision": "reject"}, ALICE)
+    rows_match_workflow(engine, db, case)
+    engine.complete_task(open_review(db, case).id, {"decision": "approve"}, ALICE)
+    rows_match_workflow(engine, db, case)
+    with db.unit_of_work(write=False) as uow:
+        assert uow.session.get(Instance, case).status == "completed"
