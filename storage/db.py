@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,16 @@ class Database:
     def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = make_url(url or default_url())
         self.dialect = self.url.get_backend_name()
+        # SQLite lets one writer in at a time, and a writer that finds it taken
+        # sleeps and polls (up to 100 ms a time), so under load some requests
+        # wait far longer than others. Writers of this process queue on a lock
+        # instead and go in as soon as the one before is done; other processes
+        # still meet SQLite's own lock.
+        self.writers: threading.RLock | None = None
         if self.dialect == "sqlite":
             self.engine = self._sqlite_engine(echo)
             self.write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self.writers = threading.RLock()
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
@@ -99,13 +107,28 @@ class UnitOfWork:
 
     def __enter__(self) -> UnitOfWork:
         bind = self.db.write_engine if self.write else self.db.engine
-        self.session = Session(bind=bind, expire_on_commit=False, autoflush=False)
+        self._queued = self.write and self.db.writers is not None
+        if self._queued:
+            self.db.writers.acquire()
+        try:
+            self.session = Session(bind=bind, expire_on_commit=False, autoflush=False)
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
         # close() rolls back whatever was not committed; unlike rollback() it
         # leaves loaded objects readable (detached) for the caller.
-        self.session.close()
+        try:
+            self.session.close()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if self._queued:
+            self._queued = False
+            self.db.writers.release()
 
     def commit(self) -> None:
         self.session.commit()

@@ -1,10 +1,12 @@
 """How a step reads and writes: the live-workflow cache, deferred audit events, the statement budget."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from engine import state as state_module
 from engine import service as service_module
@@ -177,3 +179,36 @@ def test_open_task_and_timer_rows_match_the_workflow_after_every_kind_of_step(en
     rows_match_workflow(engine, db, case)
     with db.unit_of_work(write=False) as uow:
         assert uow.session.get(Instance, case).status == "completed"
+
+
+def test_sqlite_writers_of_one_process_queue_instead_of_polling(sqlite_db):
+    """A second writer waits on the process's queue, not inside SQLite's busy handler, then goes in."""
+    order = []
+    first_in = threading.Event()
+    # Runs before the engine's own hook issues BEGIN IMMEDIATE (which would block in SQLite).
+    event.listen(sqlite_db.engine, "begin", lambda conn: order.append(f"{threading.current_thread().name} begins"),
+                 insert=True)
+
+    def first() -> None:
+        with sqlite_db.unit_of_work() as uow:
+            uow.session.execute(text("CREATE TABLE IF NOT EXISTS probe (n INTEGER)"))
+            first_in.set()
+            time.sleep(0.2)
+            order.append("first done")
+            uow.commit()
+
+    def second() -> None:
+        first_in.wait()
+        with sqlite_db.unit_of_work() as uow:
+            order.append("second in")
+            uow.session.execute(text("INSERT INTO probe VALUES (1)"))
+            uow.commit()
+
+    threads = [threading.Thread(target=first, name="first"), threading.Thread(target=second, name="second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first begins", "first done", "second in", "second begins"]
+    with sqlite_db.unit_of_work(write=False) as uow:  # readers never queue
+        assert uow.session.scalar(text("SELECT count(*) FROM probe")) == 1
