@@ -74,6 +74,13 @@ class AuditLog:
         if deferred:
             sa_event.listen(session, "before_commit", self._check_written)
 
+    def start_chain(self, chain: str) -> None:
+        """Begin a chain known to be new (a case just inserted): its head is written, not read first."""
+        head = AuditChain(chain=chain, last_seq=0, last_hash=GENESIS)
+        if not self.deferred:
+            self.session.add(head)
+        self._heads[chain] = head  # a deferred log adds it on write(), inserted once with its final values
+
     def _head(self, chain: str) -> AuditChain:
         head = self._heads.get(chain)
         if head is None:
@@ -128,6 +135,8 @@ class AuditLog:
         for chain, (last_seq, last_hash) in self._tails.items():
             head = self._heads[chain]
             head.last_seq, head.last_hash = last_seq, last_hash
+            if head not in self.session:
+                self.session.add(head)
         if self._pending:
             # One executemany: the events' ids are never needed back.
             self.session.execute(insert(AuditEvent.__table__),

@@ -336,21 +336,21 @@ class Engine:
     def definition(self, session: Session, key: str, version: int | None = None) -> Definition:
         """The latest (or given) version of a process; raises NotFound.
 
-        A deployed version never changes, so a given version is kept after its first read.
+        A deployed version never changes, so each is kept after its first read;
+        finding the latest reads only its number.
         """
-        if version is not None:
-            found = self._definitions.get((key, version))
-            if found is not None:
-                return found
-        query = select(Definition).where(Definition.key == key)
-        if version is not None:
-            query = query.where(Definition.version == version)
-        found = session.scalars(query.order_by(Definition.version.desc()).limit(1)).first()
+        if version is None:
+            version = session.scalar(select(func.max(Definition.version)).where(Definition.key == key))
+            if version is None:
+                raise NotFound(f"no definition '{key}'")
+        found = self._definitions.get((key, version))
+        if found is not None:
+            return found
+        found = session.scalars(select(Definition).where(Definition.key == key, Definition.version == version)).first()
         if found is None:
-            raise NotFound(f"no definition '{key}'" + (f" version {version}" if version is not None else ""))
-        if version is not None:
-            session.expunge(found)
-            self._definitions[(key, version)] = found
+            raise NotFound(f"no definition '{key}' version {version}")
+        session.expunge(found)
+        self._definitions[(key, version)] = found
         return found
 
     def _pin(self, session: Session, root: Definition) -> dict[str, int]:
@@ -502,6 +502,7 @@ class Engine:
         session.add(instance)
         session.flush()
         audit = AuditLog(session, lock=False, deferred=True)
+        audit.start_chain(instance_chain(instance.id))
         audit.append(instance_chain(instance.id), "instance_started", at=now, actor=actor.username,
                      instance_id=instance.id, data={
                          "definition_key": key, "version": definition.version, "sha256": definition.sha256,
