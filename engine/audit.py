@@ -41,8 +41,6 @@ def canonical_json(value: Any) -> str:
     return _canonical.encode(value)
 
 
-EVENT_COLUMNS = ("chain", "seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash",
-                 "hash")
 HASHED_FIELDS = ("chain", "seq", "instance_id", "type", "at", "actor", "element_id", "task_id", "data", "prev_hash")
 
 
@@ -69,7 +67,7 @@ class AuditLog:
         self.lock = lock
         self.deferred = deferred
         self._heads: dict[str, AuditChain] = {}
-        self._pending: list[AuditEvent] = []
+        self._pending: list[dict[str, Any]] = []
         self._tails: dict[str, tuple[int, str]] = {}
         if deferred:
             sa_event.listen(session, "before_commit", self._check_written)
@@ -106,29 +104,19 @@ class AuditLog:
         element_id: str | None = None,
         task_id: int | None = None,
         data: dict[str, Any] | None = None,
-    ) -> AuditEvent:
+    ) -> None:
         head = self._head(chain)
         last_seq, last_hash = self._tails.get(chain, (head.last_seq, head.last_hash))
-        event = AuditEvent(
-            chain=chain,
-            seq=last_seq + 1,
-            instance_id=instance_id,
-            type=type,
-            at=at,
-            actor=actor,
-            element_id=element_id,
-            task_id=task_id,
-            data=json.loads(canonical_json(data or {})),
-            prev_hash=last_hash,
-        )
-        event.hash = event_hash(event)
+        row = {"chain": chain, "seq": last_seq + 1, "instance_id": instance_id, "type": type, "at": at,
+               "actor": actor, "element_id": element_id, "task_id": task_id,
+               "data": json.loads(canonical_json(data or {})), "prev_hash": last_hash}
+        row["hash"] = event_hash(row)
         if self.deferred:
-            self._tails[chain] = (event.seq, event.hash)
-            self._pending.append(event)
+            self._tails[chain] = (row["seq"], row["hash"])
+            self._pending.append(row)
         else:
-            head.last_seq, head.last_hash = event.seq, event.hash
-            self.session.add(event)
-        return event
+            head.last_seq, head.last_hash = row["seq"], row["hash"]
+            self.session.add(AuditEvent(**row))
 
     def write(self) -> None:
         """Put the deferred events into the session, and move their chains' heads past them."""
@@ -139,8 +127,7 @@ class AuditLog:
                 self.session.add(head)
         if self._pending:
             # One executemany: the events' ids are never needed back.
-            self.session.execute(insert(AuditEvent.__table__),
-                                 [{name: getattr(e, name) for name in EVENT_COLUMNS} for e in self._pending])
+            self.session.execute(insert(AuditEvent.__table__), self._pending)
         self._pending, self._tails = [], {}
 
     def discard(self) -> None:
