@@ -84,7 +84,7 @@ def load_actor() -> None:
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthenticated()
     engine = _engine()
-    with engine.read() as uow:
+    with engine.read(single_statement=True) as uow:
         # One statement: the token, its user and the user's roles and groups.
         found = uow.session.execute(
             select(ApiToken, User).join(User, User.id == ApiToken.user_id)

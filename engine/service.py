@@ -269,9 +269,12 @@ class Engine:
                 raise Unavailable("the database cannot be reached") from error
             raise
 
-    def read(self):
-        """Open a read-only unit of work (the caller uses it as a context manager)."""
-        return self.db.unit_of_work(write=False)
+    def read(self, *, single_statement: bool = False):
+        """Open a read-only unit of work (the caller uses it as a context manager).
+
+        `single_statement`: the caller reads with one statement, which needs no transaction.
+        """
+        return self.db.unit_of_work(write=False, single_statement=single_statement)
 
     def _lock(self, session: Session, model, ident: int):
         query = select(model).where(model.id == ident)

@@ -43,12 +43,15 @@ class Database:
             self.engine = self._sqlite_engine(echo)
             self.write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
             self.writers = threading.RLock()
+            self.statement_engine = self.engine  # BEGIN costs SQLite no round trip
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
                 pool_pre_ping=True, pool_timeout=10,
             )
             self.write_engine = self.engine
+            # A read of one statement needs no transaction: no BEGIN and ROLLBACK round trips.
+            self.statement_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
             raise ValueError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
 
@@ -80,8 +83,9 @@ class Database:
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
 
-    def unit_of_work(self, *, write: bool = True) -> UnitOfWork:
-        return UnitOfWork(self, write=write)
+    def unit_of_work(self, *, write: bool = True, single_statement: bool = False) -> UnitOfWork:
+        """A transaction; `single_statement`: a read of one statement, run without a transaction."""
+        return UnitOfWork(self, write=write, single_statement=single_statement)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration."""
@@ -100,13 +104,15 @@ class UnitOfWork:
     anywhere leaves no state, task or audit change behind.
     """
 
-    def __init__(self, db: Database, *, write: bool) -> None:
+    def __init__(self, db: Database, *, write: bool, single_statement: bool = False) -> None:
         self.db = db
         self.write = write
+        self.single_statement = single_statement and not write
         self.session: Session
 
     def __enter__(self) -> UnitOfWork:
-        bind = self.db.write_engine if self.write else self.db.engine
+        bind = (self.db.write_engine if self.write else
+                self.db.statement_engine if self.single_statement else self.db.engine)
         self._queued = self.write and self.db.writers is not None
         if self._queued:
             self.db.writers.acquire()
