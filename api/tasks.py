@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import and_, literal, or_, select, tuple_
+from sqlalchemy import Integer, and_, bindparam, literal, or_, select, tuple_, union_all
 
 from api.auth import current_actor, led_groups
 from api.errors import forbidden, invalid
-from api.present import engine, instance_with, reads_all, task_dict
+from api.present import engine, instance_with, reads_all, task_dict, task_summary_in
 from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
 from engine.errors import Conflict, NotFound
 from engine.service import ADMIN, OPEN, PROCESS_OWNER, etag_of
@@ -21,8 +22,8 @@ def _position(task: HumanTask) -> list:
     return [due, task.created_at.isoformat(), task.id]
 
 
-def _after(position: list):
-    """Rows after the cursor in inbox order: due date (none last), creation, id."""
+def _after(position: list) -> dict:
+    """The cursor's place in inbox order (due date, none last; creation; id) as the query's parameters."""
     try:
         due = datetime.fromisoformat(position[0]) if position[0] is not None else NO_DUE_DATE
         created, ident = datetime.fromisoformat(position[1]), int(position[2])
@@ -30,63 +31,103 @@ def _after(position: list):
         raise invalid({"cursor": "is not a cursor this list gave out"}) from None
     if due.tzinfo is None or created.tzinfo is None:
         raise invalid({"cursor": "is not a cursor this list gave out"})
-    return tuple_(*INBOX_ORDER) > tuple_(literal(due, HumanTask.due_key.type),
-                                         literal(created, HumanTask.created_at.type), literal(ident))
+    return {"after_due": due, "after_created": created, "after_id": ident}
 
 
 INBOX_ORDER = (HumanTask.due_key, HumanTask.created_at, HumanTask.id)
+# A task summary's columns (task_summary_in) and the sort key: plain rows, no ORM objects or candidate loads.
+INBOX_COLUMNS = (HumanTask.id, HumanTask.instance_id, HumanTask.definition_key, HumanTask.element_id, HumanTask.name,
+                 HumanTask.group_name, HumanTask.assignee, HumanTask.due_at, HumanTask.created_at, HumanTask.version,
+                 HumanTask.due_key)
+# Written into the SQL as a literal, not a parameter: only then do SQLite and a prepared
+# PostgreSQL statement match it to the partial index over unclaimed open tasks (migration 0004).
+IS_OPEN = HumanTask.status == literal(OPEN, literal_execute=True)
+UNCLAIMED = HumanTask.assignee.is_(None)
+
+
+@lru_cache(maxsize=256)
+def _inbox_query(groups: int, mine_only: bool, by_group: bool, by_definition: bool, due_bound: bool, after: bool):
+    """The inbox's statement for one shape of request, built once; the request's values are bound parameters.
+
+    Each source is one page read along an index in inbox order: the caller's own
+    tasks, each group's unclaimed tasks by their primary group (a partial index),
+    tasks offered to a group as a second candidate or to the caller by name. The
+    pages come back as one UNION ALL, unsorted: a busy group's backlog is never sorted.
+    """
+    filters = []
+    if by_definition:
+        filters.append(HumanTask.definition_key == bindparam("definition_key"))
+    if due_bound:
+        # `due_key` is `due_at`, or NO_DUE_DATE (year 9999) without one: for any moment before
+        # that year the two filters agree, and `due_key` bounds the index scans.
+        filters.append(HumanTask.due_key < bindparam("due_before", type_=HumanTask.due_key.type))
+    if after:
+        filters.append(tuple_(*INBOX_ORDER) > tuple_(bindparam("after_due", type_=HumanTask.due_key.type),
+                                                     bindparam("after_created", type_=HumanTask.created_at.type),
+                                                     bindparam("after_id", type_=HumanTask.id.type)))
+    # A task's primary group is always one of its candidates, so a group's own page needs no such test.
+    offered = [select(TaskCandidate.task_id).where(TaskCandidate.task_id == HumanTask.id, TaskCandidate.kind == "group",
+                                                   TaskCandidate.name == bindparam("group")).exists()] if by_group else []
+    username = bindparam("username")
+    sources = [(HumanTask.assignee == username, *offered)]
+    if not mine_only:
+        sources += [(UNCLAIMED, HumanTask.group_name == bindparam(f"group_{n}")) for n in range(groups)]
+        sources.append((UNCLAIMED, HumanTask.id.in_(select(TaskCandidate.task_id).where(or_(
+            and_(TaskCandidate.kind == "group", TaskCandidate.name.in_(bindparam("groups", expanding=True)),
+                 TaskCandidate.is_primary.is_(False)),
+            and_(TaskCandidate.kind == "user", TaskCandidate.name == username)))), *offered))
+    page_size = bindparam("page_size", type_=Integer())
+    return union_all(*(select(select(*INBOX_COLUMNS).where(IS_OPEN, *source, *filters)
+                              .order_by(*INBOX_ORDER).limit(page_size).subquery()) for source in sources))
 
 
 @bp.get("/tasks")
 def inbox():
     """Open tasks assigned to the caller plus unclaimed ones of the caller's groups, by due date.
 
-    Each source is read along an index in inbox order and stops after one page:
-    the caller's own tasks, each group's tasks by their primary group, tasks
-    offered to a group as a second candidate, tasks offered to the caller by name.
-    The pages are merged here, so a busy group's thousands of tasks are never sorted.
+    `?group=` keeps tasks offered to that group, `?assignee=me` only the caller's
+    own, `?due_before=` and `?overdue=true` those due before then or now.
     """
     actor = current_actor()
     limit, after = limit_arg(), cursor_arg(3)
     args = request.args
-    filters = [HumanTask.status == OPEN]
     groups = sorted(actor.groups)
+    params = {"username": actor.username, "page_size": limit + 1}
     if args.get("group"):
         groups = [g for g in groups if g == args["group"]]
-        filters.append(HumanTask.id.in_(select(TaskCandidate.task_id).where(
-            TaskCandidate.kind == "group", TaskCandidate.name == args["group"])))
+        params["group"] = args["group"]
     mine_only = False
     if args.get("assignee"):
         if args["assignee"] != "me":
             raise invalid({"assignee": "only 'me' is supported"})
         mine_only = True
     if args.get("definition_key"):
-        filters.append(HumanTask.definition_key == args["definition_key"])
+        params["definition_key"] = args["definition_key"]
+    due_bounds = []
     due_before = datetime_arg("due_before", engine().tz)
     if due_before is not None:
-        filters.append(HumanTask.due_at < due_before)
+        due_bounds.append(due_before)
     if args.get("overdue"):
         if args["overdue"] not in ("true", "false"):
             raise invalid({"overdue": "use true or false"})
         if args["overdue"] == "true":
-            filters.append(HumanTask.due_at < engine().clock.now())
+            due_bounds.append(engine().clock.now())
+    if due_bounds:
+        params["due_before"] = min(due_bounds)
     if after is not None:
-        filters.append(_after(after))
-    unclaimed = HumanTask.assignee.is_(None)
-    sources = [HumanTask.assignee == actor.username]
-    if not mine_only:
-        sources += [and_(unclaimed, HumanTask.group_name == group) for group in groups]
-        sources.append(and_(unclaimed, HumanTask.id.in_(select(TaskCandidate.task_id).where(or_(
-            and_(TaskCandidate.kind == "group", TaskCandidate.name.in_(groups), TaskCandidate.is_primary.is_(False)),
-            and_(TaskCandidate.kind == "user", TaskCandidate.name == actor.username))))))
-    found: dict[int, HumanTask] = {}
-    with engine().read() as uow:
-        for source in sources:
-            query = select(HumanTask).where(source, *filters).order_by(*INBOX_ORDER).limit(limit + 1)
-            for task in uow.session.scalars(query):
-                found[task.id] = task
-    rows = sorted(found.values(), key=lambda t: (t.due_key, t.created_at, t.id))[: limit + 1]
-    return jsonify(page(rows, limit, _position, task_dict))
+        params.update(_after(after))
+    if mine_only:
+        groups = []
+    else:
+        params["groups"] = groups
+        params.update({f"group_{n}": group for n, group in enumerate(groups)})
+    query = _inbox_query(len(groups), mine_only, "group" in params, "definition_key" in params,
+                         "due_before" in params, after is not None)
+    with engine().read(single_statement=True) as uow:
+        # A task offered to the caller by name may also be in a group's page.
+        found = {row.id: row for row in uow.session.execute(query, params)}
+    rows = sorted(found.values(), key=lambda row: (row.due_key, row.created_at, row.id))[: limit + 1]
+    return jsonify(page(rows, limit, _position, task_summary_in(engine().tz)))
 
 
 def _task(session, task_id: int) -> HumanTask:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -177,7 +178,10 @@ class HumanTask(Base):
         Index(None, "status", "due_at", "id"),
         Index(None, "status", "assignee", "due_key", "created_at", "id"),
         Index(None, "instance_id", "status"),
-        Index(None, "status", "group_name", "assignee", "due_key", "created_at", "id"),
+        # A group's unclaimed open tasks in inbox order (migration 0004); queries must repeat the WHERE's terms.
+        Index(None, "group_name", "due_key", "created_at", "id",
+              postgresql_where=text("status = 'open' AND assignee IS NULL"),
+              sqlite_where=text("status = 'open' AND assignee IS NULL")),
     )
 
 

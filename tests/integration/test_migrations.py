@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
@@ -51,3 +52,41 @@ def test_inbox_order_migration_fills_the_sort_key_and_primary_group(tmp_path, re
         assert as_utc[0].replace(tzinfo=None) == datetime(2026, 1, 2, 9)
         assert as_utc[1].year == NO_DUE_DATE.year
         assert [tuple(row) for row in primary] == [(1, "front_desk"), (2, "front_desk")], dialect
+
+
+def _task_indexes(engine) -> dict[str, str]:
+    """The human_tasks indexes by name, each with its CREATE INDEX text."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'human_tasks'"))
+        else:
+            rows = conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                     "AND tbl_name = 'human_tasks'"))
+        return {name: definition or "" for name, definition in rows}
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_unclaimed_inbox_index_migration_goes_both_ways(tmp_path, request, dialect):
+    if dialect == "sqlite":
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    else:
+        server, admin = request.getfixturevalue("pg_server")
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE cf_migration_0004"))
+        url = server.url("cf_migration_0004")
+    config = alembic_config(url)
+    engine = create_engine(url)
+    old, new = ("ix_human_tasks_status_group_name_assignee_due_key_created_at_id",
+                "ix_human_tasks_group_name_due_key_created_at_id")
+    try:
+        command.upgrade(config, "0004")
+        indexes = _task_indexes(engine)
+        assert old not in indexes
+        assert "WHERE" in indexes[new] and "assignee IS NULL" in indexes[new], indexes[new]
+        command.downgrade(config, "0003")
+        indexes = _task_indexes(engine)
+        assert new not in indexes and old in indexes
+        command.upgrade(config, "head")
+        assert new in _task_indexes(engine)
+    finally:
+        engine.dispose()
