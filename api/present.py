@@ -85,14 +85,6 @@ def _candidate_of(actor: Actor):
     ))
 
 
-def inbox_clause(actor: Actor):
-    """Open tasks assigned to the actor, or unclaimed ones of the actor's groups."""
-    return and_(HumanTask.status == OPEN, or_(
-        HumanTask.assignee == actor.username,
-        and_(HumanTask.assignee.is_(None), HumanTask.id.in_(_candidate_of(actor))),
-    ))
-
-
 def instance_visibility(actor: Actor):
     """Cases a staff member may read: ones they started or whose tasks are (were) theirs or their groups'."""
     if reads_all(actor):

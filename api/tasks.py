@@ -5,14 +5,14 @@ from datetime import datetime
 from functools import lru_cache
 
 from flask import Blueprint, jsonify, request
-from sqlalchemy import Integer, and_, bindparam, literal, or_, select, tuple_, union_all
+from sqlalchemy import Integer, and_, bindparam, func, literal, or_, select, tuple_, union_all
 
 from api.auth import current_actor, led_groups
 from api.errors import forbidden, invalid
 from api.present import engine, instance_with, reads_all, task_dict, task_summary_in
 from api.requests import cursor_arg, datetime_arg, json_body, limit_arg, optional_json_body, page
 from engine.errors import Conflict, NotFound
-from engine.service import ADMIN, OPEN, PROCESS_OWNER, etag_of
+from engine.service import ADMIN, OPEN, PROCESS_OWNER, Actor, etag_of
 from storage.models import NO_DUE_DATE, HumanTask, Instance, TaskCandidate
 
 bp = Blueprint("tasks", __name__)
@@ -81,6 +81,46 @@ def _inbox_query(groups: int, mine_only: bool, by_group: bool, by_definition: bo
                               .order_by(*INBOX_ORDER).limit(page_size).subquery()) for source in sources))
 
 
+def inbox_rows(session, actor: Actor, *, limit: int, group: str | None = None, mine_only: bool = False,
+               definition_key: str | None = None, due_before: datetime | None = None,
+               after: dict | None = None) -> list:
+    """Up to `limit` + 1 rows (INBOX_COLUMNS) of the actor's inbox in inbox order, in one statement.
+
+    `group`: only tasks offered to that group; `mine_only`: only the actor's own;
+    `after`: the position (`_after`) to continue from.
+    """
+    groups = [] if mine_only else [g for g in sorted(actor.groups) if group is None or g == group]
+    params = {"username": actor.username, "page_size": limit + 1, "groups": groups,
+              **{f"group_{n}": name for n, name in enumerate(groups)}, **(after or {})}
+    if group is not None:
+        params["group"] = group
+    if definition_key is not None:
+        params["definition_key"] = definition_key
+    if due_before is not None:
+        params["due_before"] = due_before
+    query = _inbox_query(len(groups), mine_only, group is not None, definition_key is not None,
+                         due_before is not None, after is not None)
+    # A task offered to the caller by name may also be in a group's page.
+    found = {row.id: row for row in session.execute(query, params)}
+    return sorted(found.values(), key=lambda row: (row.due_key, row.created_at, row.id))[: limit + 1]
+
+
+def unclaimed_counts(session, groups: list[str]) -> dict[str, int]:
+    """How many unclaimed open tasks each group is offered (by its own tasks' index, then second candidates)."""
+    counts: dict[str, int] = dict.fromkeys(groups, 0)
+    if not groups:
+        return counts
+    for name, count in session.execute(select(HumanTask.group_name, func.count()).where(
+            IS_OPEN, UNCLAIMED, HumanTask.group_name.in_(groups)).group_by(HumanTask.group_name)):
+        counts[name] += count
+    for name, count in session.execute(
+            select(TaskCandidate.name, func.count()).join(HumanTask, HumanTask.id == TaskCandidate.task_id)
+            .where(TaskCandidate.kind == "group", TaskCandidate.is_primary.is_(False),
+                   TaskCandidate.name.in_(groups), IS_OPEN, UNCLAIMED).group_by(TaskCandidate.name)):
+        counts[name] += count
+    return counts
+
+
 @bp.get("/tasks")
 def inbox():
     """Open tasks assigned to the caller plus unclaimed ones of the caller's groups, by due date.
@@ -91,18 +131,11 @@ def inbox():
     actor = current_actor()
     limit, after = limit_arg(), cursor_arg(3)
     args = request.args
-    groups = sorted(actor.groups)
-    params = {"username": actor.username, "page_size": limit + 1}
-    if args.get("group"):
-        groups = [g for g in groups if g == args["group"]]
-        params["group"] = args["group"]
     mine_only = False
     if args.get("assignee"):
         if args["assignee"] != "me":
             raise invalid({"assignee": "only 'me' is supported"})
         mine_only = True
-    if args.get("definition_key"):
-        params["definition_key"] = args["definition_key"]
     due_bounds = []
     due_before = datetime_arg("due_before", engine().tz)
     if due_before is not None:
@@ -112,21 +145,11 @@ def inbox():
             raise invalid({"overdue": "use true or false"})
         if args["overdue"] == "true":
             due_bounds.append(engine().clock.now())
-    if due_bounds:
-        params["due_before"] = min(due_bounds)
-    if after is not None:
-        params.update(_after(after))
-    if mine_only:
-        groups = []
-    else:
-        params["groups"] = groups
-        params.update({f"group_{n}": group for n, group in enumerate(groups)})
-    query = _inbox_query(len(groups), mine_only, "group" in params, "definition_key" in params,
-                         "due_before" in params, after is not None)
     with engine().read(single_statement=True) as uow:
-        # A task offered to the caller by name may also be in a group's page.
-        found = {row.id: row for row in uow.session.execute(query, params)}
-    rows = sorted(found.values(), key=lambda row: (row.due_key, row.created_at, row.id))[: limit + 1]
+        rows = inbox_rows(uow.session, actor, limit=limit, group=args.get("group") or None, mine_only=mine_only,
+                          definition_key=args.get("definition_key") or None,
+                          due_before=min(due_bounds) if due_bounds else None,
+                          after=_after(after) if after is not None else None)
     return jsonify(page(rows, limit, _position, task_summary_in(engine().tz)))
 
 

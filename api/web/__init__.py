@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from collections import Counter
 from datetime import datetime, timedelta
 from functools import wraps
 from pathlib import Path
@@ -26,7 +25,8 @@ from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 
 from api.auth import actor_of, lead_groups
-from api.present import engine, inbox_clause, instance_visibility, may_read_instance, reads_all
+from api.present import engine, instance_visibility, may_read_instance, reads_all
+from api.tasks import inbox_rows, unclaimed_counts
 from api.web import i18n
 from api.web.charts import bar_chart
 from engine import reports
@@ -274,6 +274,8 @@ def bpmn_js(name: str):
 
 # --- inbox and tasks ----------------------------------------------------------------------------------------
 
+INBOX_PAGE = 200
+
 
 def _task_groups(session, task_ids: list[int]) -> dict[int, list[str]]:
     groups: dict[int, list[str]] = {}
@@ -289,25 +291,17 @@ def _task_groups(session, task_ids: list[int]) -> dict[int, list[str]]:
 def inbox():
     actor: Actor = g.actor
     key, group = request.args.get("process") or None, request.args.get("group") or None
-    query = select(HumanTask).where(inbox_clause(actor))
-    if key:
-        query = query.where(HumanTask.definition_key == key)
-    if group:
-        query = query.where(HumanTask.id.in_(select(TaskCandidate.task_id).where(
-            TaskCandidate.kind == "group", TaskCandidate.name == group)))
-    query = query.order_by(HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at, HumanTask.id)
     now = engine().clock.now()
     with engine().read() as uow:
         s = uow.session
-        rows = list(s.scalars(query.limit(500)))
-        everything = list(s.scalars(select(HumanTask).where(inbox_clause(actor))))
-        groups = _task_groups(s, [r.id for r in everything])
-        keys = sorted({r.definition_key for r in everything})
+        # The same reads as the API's inbox: a page along the indexes, and counts, never the whole backlog.
+        rows = inbox_rows(s, actor, limit=INBOX_PAGE, group=group, definition_key=key)[:INBOX_PAGE]
+        groups = _task_groups(s, [r.id for r in rows])
         names = dict(s.execute(select(Definition.key, Definition.name)).all())
-    per_group = Counter(name for r in everything if r.assignee is None
-                        for name in groups.get(r.id, []) if name in actor.groups)
+        per_group = {name: n for name, n in unclaimed_counts(s, sorted(actor.groups)).items() if n}
+    keys = sorted(names)
 
-    def item(task: HumanTask) -> dict[str, Any]:
+    def item(task) -> dict[str, Any]:
         return {"id": task.id, "name": task.name, "instance_id": task.instance_id,
                 "process": names.get(task.definition_key, task.definition_key), "assignee": task.assignee,
                 "groups": groups.get(task.id, []), "due_at": task.due_at,

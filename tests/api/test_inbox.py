@@ -173,3 +173,17 @@ def test_a_groups_page_is_read_along_the_partial_index(app, client, staff, db):
         else:
             plan = "\n".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters))
     assert "ix_human_tasks_group_name_due_key_created_at_id" in plan, plan
+
+
+def test_unclaimed_counts_per_group_include_second_candidates_and_leave_out_claimed(app, client, staff, fan_out):
+    from api.tasks import unclaimed_counts
+
+    fan_out()
+    fan_out()
+    case = fan_out()
+    assert client.post(f"/api/v1/tasks/{case['desk']}/claim", headers=staff["desk"]).status_code == 200
+    with engine_of(app).read() as uow:
+        # front desk: desk, both (its own) and shared (second candidate) per case, less the claimed one
+        assert unclaimed_counts(uow.session, ["front_desk", "security", "cs_supervisor"]) == {
+            "front_desk": 8, "security": 3, "cs_supervisor": 0}
+        assert unclaimed_counts(uow.session, []) == {}

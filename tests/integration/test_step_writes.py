@@ -78,7 +78,7 @@ def test_a_step_that_rolls_back_leaves_no_workflow_behind(engine, db, monkeypatc
     original = service_module.Engine._sync_timers
 
     def sync_then_fail(self, *args):
-        result = original(self, *args)
+        original(self, *args)
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(service_module.Engine, "_sync_timers", sync_then_fail)
