@@ -110,6 +110,40 @@ class StepResult:
     instance: Instance | None = None
     open_tasks: list[HumanTask] = field(default_factory=list)
     waiting_timers: list[tuple[datetime, str]] = field(default_factory=list)
+    scan: Scan | None = None  # the workflow as the step left it
+
+
+@dataclass
+class Scan:
+    """One walk over a workflow's live tasks: what waits for people, what waits for time, the case data."""
+
+    ready: dict[str, Any]  # spiff task id -> user task waiting for a person
+    timers: dict[tuple[str, datetime], Any]  # (spiff task id, due) -> waiting timer event
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, workflow: BpmnWorkflow) -> Scan:
+        live = list(workflow.get_tasks(state=LIVE))
+        ready, timers = {}, {}
+        for task in live:
+            if task.state == TaskState.READY:
+                if task.task_spec.manual and task.task_spec.bpmn_id:
+                    ready[str(task.id)] = task
+            elif task.state == TaskState.WAITING:
+                due = _timer_due(task)
+                if due is not None:
+                    timers[(str(task.id), due)] = task
+        return cls(ready, timers, case_data(workflow, live))
+
+
+def _timer_due(task) -> datetime | None:
+    """When a waiting timer event fires next; None for other waiting tasks and spent cycles."""
+    if not isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition):
+        return None
+    value = task.internal_data.get("event_value")
+    if isinstance(value, dict):
+        value = value.get("next") if value.get("cycles", 0) != 0 else None
+    return TimerEventDefinition.get_datetime(value) if value else None
 
 
 class SpecCache:
@@ -191,15 +225,19 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def case_data(workflow: BpmnWorkflow) -> dict[str, Any]:
+LIVE = TaskState.READY | TaskState.WAITING | TaskState.STARTED
+
+
+def case_data(workflow: BpmnWorkflow, live: list | None = None) -> dict[str, Any]:
     """The data where the case now stands: its open tasks' data and each (sub-)workflow's last task's.
 
     Embedded sub-processes and called processes are included, so what a person
-    typed inside them shows while they run. Newer changes win.
+    typed inside them shows while they run. Newer changes win. `live`: the
+    workflow's READY, WAITING and STARTED tasks when the caller has them.
     """
     data = dict(workflow.data)
     workflows = [workflow, *workflow.subprocesses.values()]
-    tasks = [t for t in workflow.get_tasks(state=TaskState.READY | TaskState.WAITING | TaskState.STARTED)]
+    tasks = list(workflow.get_tasks(state=LIVE) if live is None else live)
     tasks += [w.last_task for w in workflows if w.last_task is not None]
     for task in sorted(tasks, key=lambda t: t.last_state_change):
         data.update(task.data)
@@ -588,9 +626,9 @@ class Engine:
             spiff_task = workflow.get_task_from_id(UUID(task.spiff_task_id))
             if spiff_task is None or spiff_task.state != TaskState.READY:
                 raise Conflict(f"task {task_id} is no longer waiting in the case")
-            before = case_data(workflow)
-            timers_before = set(self._waiting_timers(workflow))
-            tasks_before = set(self._ready_manual(workflow)) - {task.spiff_task_id}
+            scan = Scan.of(workflow)
+            before = scan.data
+            timers_before, tasks_before = set(scan.timers), set(scan.ready) - {task.spiff_task_id}
             current = {**spiff_task.data, **instance.data}
             recusal = self.recusal_problem(model, current, actor.username)
             if recusal:
@@ -614,8 +652,8 @@ class Engine:
                 self._run(complete)
             task.status, task.completed_at, task.completed_by = COMPLETED, now, actor.username
             task.version += 1
-            now_data = case_data(workflow)
-            after = accumulate(instance.data, before, now_data)
+            scan = Scan.of(workflow)
+            after = accumulate(instance.data, before, scan.data)
             audit.append(chain, "task_completed", at=now, actor=actor.username, instance_id=instance.id,
                          element_id=task.element_id, task_id=task.id, data={
                              "submitted": _json_safe(data if data is not None else {}),
@@ -624,7 +662,7 @@ class Engine:
                          })
             result = StepResult(instance.id)
             with self._frozen(now):
-                self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, now_data,
+                self._sync(session, instance, workflow, compiled, now, actor, audit, result, before, scan,
                            timers_before=timers_before, tasks_before=tasks_before)
             return result
 
@@ -801,33 +839,33 @@ class Engine:
         try:
             fired = 0
             pending = list(due)
-            # The case's other waiting timer rows: one per timer waiting in the workflow.
-            others = set(self._waiting_timers(workflow))
+            scan = Scan.of(workflow)  # what the workflow holds before each step
             while pending:
                 timer = pending.pop(0)
-                others.discard((timer.spiff_task_id, timer.due_at))  # settled here
+                # The case's other waiting timer rows: one per timer waiting in the workflow.
+                others = set(scan.timers) - {(timer.spiff_task_id, timer.due_at)}
                 spiff_task = workflow.get_task_from_id(UUID(timer.spiff_task_id))
                 if spiff_task is None or spiff_task.state != TaskState.WAITING:
                     timer.status = CANCELLED
                     continue
-                tasks_before = set(self._ready_manual(workflow))
+                tasks_before, before = set(scan.ready), scan.data
                 # The case moves at the timer's due time, so catch-up after downtime
                 # computes later deadlines as if the timer had fired on time.
                 engine_time = max(timer.due_at + timedelta(milliseconds=1), instance.updated_at)
-                before = case_data(workflow)
                 with use_clock(FakeClock(engine_time)):
                     def fire() -> None:
                         workflow.refresh_timers()
                         workflow.do_engine_steps()
                     self._run(fire)
                     timer.status, timer.fired_at = FIRED, wall
+                    scan = Scan.of(workflow)
                     element_name = self._element_name(compiled, timer.element_id)
                     audit.append(chain, "timer_fired", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
                                  element_id=timer.element_id, data={
                                      "due_at": _iso(timer.due_at), "fired_at": _iso(wall), "timer_id": timer.id,
                                      "spiff_task_id": timer.spiff_task_id, "name": element_name,
                                      "changes": data_changes(instance.data,
-                                                             accumulate(instance.data, before, case_data(workflow))),
+                                                             accumulate(instance.data, before, scan.data)),
                                  })
                     if timer.element_id in compiled.escalations:
                         breach = {"element_id": timer.element_id, "name": element_name, "due_at": _iso(timer.due_at),
@@ -836,8 +874,7 @@ class Engine:
                         audit.append(chain, "escalated", at=engine_time, actor=SYSTEM.username, instance_id=instance.id,
                                      element_id=timer.element_id, data=breach)
                     self._sync(session, instance, workflow, compiled, engine_time, SYSTEM, audit,
-                               StepResult(instance.id), before, timers_before=others, tasks_before=tasks_before)
-                others = set(self._waiting_timers(workflow))
+                               StepResult(instance.id), before, scan, timers_before=others, tasks_before=tasks_before)
                 fired += 1
                 # Timers this firing started that are already due (a cycle's next round
                 # after downtime) fire now too, in due order with the rest.
@@ -918,7 +955,7 @@ class Engine:
 
     def _sync(self, session: Session, instance: Instance, workflow: BpmnWorkflow, compiled: Compiled,
               now: datetime, actor: Actor, audit: AuditLog, result: StepResult, before: dict[str, Any],
-              now_data: dict[str, Any] | None = None, timers_before: set | None = None,
+              scan: Scan | None = None, timers_before: set | None = None,
               tasks_before: set | None = None) -> None:
         """Bring the case's rows in step with its workflow after a step, and write the step's audit events.
 
@@ -930,7 +967,8 @@ class Engine:
         rows are read.
         """
         chain = instance_chain(instance.id)
-        ready = self._ready_manual(workflow)
+        scan = scan or Scan.of(workflow)
+        ready = scan.ready
         if tasks_before is not None and not tasks_before:
             open_rows = []  # no other task of the case was open
         else:
@@ -976,8 +1014,8 @@ class Engine:
                              "name": row.name, "groups": groups, "users": users, "assignee": row.assignee,
                              "due_at": _iso(row.due_at), "spiff_task_id": row.spiff_task_id,
                          })
-        waiting = self._sync_timers(session, instance, workflow, now, timers_before)
-        instance.data = accumulate(instance.data, before, now_data if now_data is not None else case_data(workflow))
+        waiting = self._sync_timers(session, instance, scan.timers, now, timers_before)
+        instance.data = accumulate(instance.data, before, scan.data)
         instance.state = state.dump(workflow)
         instance.updated_at = now
         self._keep_after_commit(session, instance, workflow)
@@ -989,31 +1027,10 @@ class Engine:
         result.instance = instance
         result.open_tasks = sorted([*still_open, *(row for row, _g, _u in created)], key=lambda r: r.id)
         result.waiting_timers = sorted((due, task.task_spec.bpmn_id) for (_id, due), task in waiting.items())
+        result.scan = scan
 
-    @staticmethod
-    def _ready_manual(workflow: BpmnWorkflow) -> dict[str, Any]:
-        """The workflow's user tasks waiting for a person: {spiff task id: task}."""
-        return {str(t.id): t for t in workflow.get_tasks(state=TaskState.READY, manual=True) if t.task_spec.bpmn_id}
-
-    @staticmethod
-    def _waiting_timers(workflow: BpmnWorkflow) -> dict[tuple[str, datetime], Any]:
-        """The workflow's timers that wait to fire: {(spiff task id, due): task}."""
-        waiting = {}
-        for task in workflow.get_tasks(state=TaskState.WAITING):
-            definition = getattr(task.task_spec, "event_definition", None)
-            if not isinstance(definition, TimerEventDefinition):
-                continue
-            value = task.internal_data.get("event_value")
-            if isinstance(value, dict):
-                value = value.get("next") if value.get("cycles", 0) != 0 else None
-            if not value:
-                continue
-            waiting[(str(task.id), TimerEventDefinition.get_datetime(value))] = task
-        return waiting
-
-    def _sync_timers(self, session: Session, instance: Instance, workflow: BpmnWorkflow, now: datetime,
-                     timers_before: set | None) -> dict[tuple[str, datetime], Any]:
-        waiting = self._waiting_timers(workflow)
+    def _sync_timers(self, session: Session, instance: Instance, waiting: dict[tuple[str, datetime], Any],
+                     now: datetime, timers_before: set | None) -> dict[tuple[str, datetime], Any]:
         if timers_before is not None and timers_before <= waiting.keys():
             # Every step leaves one waiting row per waiting timer, so the rows are
             # `timers_before`; none has ended, and only new timers need rows.

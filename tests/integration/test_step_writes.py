@@ -11,7 +11,7 @@ from sqlalchemy import event, select, text
 from engine import state as state_module
 from engine import service as service_module
 from engine.audit import AuditLog, verify_database
-from engine.service import Engine
+from engine.service import Engine, Scan
 from storage.models import AuditEvent, HumanTask, Instance, Timer
 from tests.conftest import actor, deploy_fixture
 
@@ -124,7 +124,7 @@ def test_timer_rows_follow_the_workflow_without_being_read(engine, db, clock):
         workflow = state_module.load(instance.state, compiled.spec, compiled.subprocess_specs, engine.script_engine)
         rows = {(t.spiff_task_id, t.due_at) for t in uow.session.scalars(
             select(Timer).where(Timer.instance_id == case, Timer.status == "waiting"))}
-    assert rows == set(Engine._waiting_timers(workflow)) and len(rows) == 1
+    assert rows == set(Scan.of(workflow).timers) and len(rows) == 1
 
 
 def test_a_completion_stays_within_its_statement_budget(engine, db):
@@ -158,8 +158,8 @@ def rows_match_workflow(engine, db, case: int) -> None:
             select(HumanTask).where(HumanTask.instance_id == case, HumanTask.status == "open"))}
         timers = {(t.spiff_task_id, t.due_at) for t in uow.session.scalars(
             select(Timer).where(Timer.instance_id == case, Timer.status == "waiting"))}
-    assert tasks == set(Engine._ready_manual(workflow))
-    assert timers == set(Engine._waiting_timers(workflow))
+    assert tasks == set(Scan.of(workflow).ready)
+    assert timers == set(Scan.of(workflow).timers)
 
 
 def test_open_task_and_timer_rows_match_the_workflow_after_every_kind_of_step(engine, db, clock):
