@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
 
 DEFAULT_SQLITE_FILE = "complaintflow.db"
@@ -19,6 +21,32 @@ def default_url() -> str:
     if url:
         return url
     return f"sqlite:///{Path.cwd() / DEFAULT_SQLITE_FILE}"
+
+
+# A pooled connection idle longer than this is checked before use; one in steady use is not.
+PING_AFTER_IDLE_S = 2.0
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use when it has been idle: a database restarted meanwhile
+    costs no request then. A connection in steady use skips the round trip (`pool_pre_ping` would
+    ping before every transaction); if the database went away just now, that request fails with
+    503 and the pool starts afresh.
+    """
+
+    @event.listens_for(engine, "connect")
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn, record, *_args) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as error:  # noqa: BLE001 - any failure means: use another connection
+            raise DisconnectionError(f"pooled connection is gone: {error}") from error
 
 
 class Database:
@@ -47,9 +75,10 @@ class Database:
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                pool_pre_ping=True, pool_timeout=10,
+                pool_timeout=10,
             )
             self.write_engine = self.engine
+            _ping_idle_connections(self.engine)
             # A read of one statement needs no transaction: no BEGIN and ROLLBACK round trips.
             self.statement_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         else:
