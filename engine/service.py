@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import event, func, select
+from sqlalchemy import and_, case, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload, lazyload
 from sqlalchemy.orm.exc import StaleDataError
@@ -1031,10 +1031,18 @@ class Engine:
 
     def _sync_timers(self, session: Session, instance: Instance, waiting: dict[tuple[str, datetime], Any],
                      now: datetime, timers_before: set | None) -> dict[tuple[str, datetime], Any]:
-        if timers_before is not None and timers_before <= waiting.keys():
+        if timers_before is not None:
             # Every step leaves one waiting row per waiting timer, so the rows are
-            # `timers_before`; none has ended, and only new timers need rows.
-            have = set(timers_before)
+            # `timers_before`: those the workflow no longer waits on end here (fired
+            # if due, else cancelled with their activity), and only new timers need rows.
+            have = timers_before & waiting.keys()
+            ended = timers_before - have
+            if ended:
+                session.execute(
+                    update(Timer).where(Timer.instance_id == instance.id, Timer.status == WAITING, or_(*(
+                        and_(Timer.spiff_task_id == spiff_id, Timer.due_at == due) for spiff_id, due in ended)))
+                    .values(status=case((Timer.due_at <= now, FIRED), else_=CANCELLED))
+                    .execution_options(synchronize_session=False))
         else:
             have = set()
             for row in session.scalars(select(Timer).where(Timer.instance_id == instance.id,
