@@ -592,11 +592,19 @@ class Engine:
 
     def _task_and_instance(self, session: Session, task_id: int) -> tuple[HumanTask, Instance]:
         """Lock the task's case, then read the task (and who may work it) under that lock."""
-        query = select(Instance).where(
+        if not self.db.is_postgres:
+            # SQLite's writer lock, taken when the transaction began, already holds everything still.
+            found = session.execute(select(HumanTask, Instance).join(Instance, Instance.id == HumanTask.instance_id)
+                                    .where(HumanTask.id == task_id).options(joinedload(HumanTask.candidates))
+                                    ).unique().one_or_none()
+            if found is None:
+                raise NotFound(f"no task {task_id}")
+            return found[0], found[1]
+        # PostgreSQL: lock the case first and read the task after, so the task row is as the lock
+        # holder before us left it (a row read in the locking statement itself could be older).
+        instance = session.scalars(select(Instance).where(
             Instance.id == select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery())
-        if self.db.is_postgres:
-            query = query.with_for_update(of=Instance)
-        instance = session.scalars(query).one_or_none()
+            .with_for_update(of=Instance)).one_or_none()
         task = session.get(HumanTask, task_id, options=[joinedload(HumanTask.candidates)]) \
             if instance is not None else None
         if task is None:

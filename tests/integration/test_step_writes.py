@@ -145,7 +145,10 @@ def test_a_completion_stays_within_its_statement_budget(engine, db):
     # The case (locked), the task with its candidates, the chain head. The case's other open tasks
     # are not read (none was open beside this one), nor its timer rows: the review's timer, which
     # this step ends, is known from the workflow and ended by one UPDATE.
-    assert read == ["instances", "human_tasks", "audit_chains"], read
+    if db.is_postgres:
+        assert read == ["instances", "human_tasks", "audit_chains"], read
+    else:  # SQLite's writer lock is held from BEGIN: the task and its case come in one statement
+        assert read == ["human_tasks", "audit_chains"], read
     assert sum(1 for s in statements if s.startswith("UPDATE timers")) == 1
     assert len(statements) <= 12, statements
 
