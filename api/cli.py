@@ -96,19 +96,10 @@ def _calm_garbage_collector() -> None:
     gc.set_threshold(20_000, 20, 20)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from waitress import serve
-
-    from api import create_app
-    from api.scheduler import start_scheduler
-    from engine.clock import FakeClock
+def _deploy_project_and_demo(engine, demo: bool) -> None:
+    """Deploy workflows/bpmn (unchanged files are no-ops) and, with `demo`, seed the demo data."""
     from engine.service import Actor
 
-    clock = FakeClock() if args.fake_clock else None
-    app = create_app({"DATABASE_URL": args.db, "FAKE_CLOCK": args.fake_clock}, clock=clock)
-    from api import engine_of
-
-    engine = engine_of(app)
     files = sorted(PROJECT_BPMN.glob("*.bpmn")) if PROJECT_BPMN.is_dir() else []
     if files:
         try:
@@ -119,19 +110,101 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("the project's BPMN files were not deployed:", file=sys.stderr)
             for problem in error.problems:
                 print(f"  {problem}", file=sys.stderr)
-    if args.demo:
+    if demo:
         from api.demo import seed
 
         seeded = seed(engine)
         print(f"demo: {seeded['users']} user(s) and {seeded['cases']} sample case(s) added", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        return _serve_workers(args)
+    from waitress import serve
+
+    from api import create_app, engine_of
+    from api.scheduler import start_scheduler
+    from engine.clock import FakeClock
+
+    if args.as_worker:
+        from api.workers import reuse_port_sockets
+
+        try:
+            listen = {"sockets": reuse_port_sockets(args.host, args.port)}
+        except OSError as error:
+            print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+            return 1
+    else:
+        listen = {"host": args.host, "port": args.port}
+    clock = FakeClock() if args.fake_clock else None
+    app = create_app({"DATABASE_URL": args.db, "FAKE_CLOCK": args.fake_clock}, clock=clock)
+    engine = engine_of(app)
+    if args.as_worker:
+        _name_worker_in_responses(app)
+    else:
+        _deploy_project_and_demo(engine, args.demo)
     app.config["SCHEDULER"] = start_scheduler(engine)
     _calm_garbage_collector()
-    print(f"complaintflow serving on http://{args.host}:{args.port} ({engine.db.dialect})", file=sys.stderr)
+    who = f", worker pid {os.getpid()}" if args.as_worker else ""
+    print(f"complaintflow serving on http://{args.host}:{args.port} ({engine.db.dialect}{who})", file=sys.stderr)
     try:
-        serve(app, host=args.host, port=args.port, threads=8, ident="complaintflow")
+        serve(app, **listen, threads=8, ident="complaintflow")
     finally:
         app.config["SCHEDULER"].shutdown(wait=False)
     return 0
+
+
+def _name_worker_in_responses(app) -> None:
+    """Add `X-Complaintflow-Worker: <pid>` to every response, so an operator sees which worker answered."""
+    pid = str(os.getpid())
+
+    @app.after_request
+    def _worker_header(response):
+        response.headers["X-Complaintflow-Worker"] = pid
+        return response
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """Prepare the database once, then supervise `args.workers` worker processes on one port.
+
+    Schema upgrade, project deployment, demo data and the session secret file
+    are done here, through an app that is disposed before any worker starts:
+    workers starting together on a fresh database would race on them.
+    """
+    from api import create_app, engine_of
+    from api.workers import Supervisor, check_port_free, supports_reuse_port
+
+    if not supports_reuse_port():
+        print("error: --workers needs SO_REUSEPORT (Linux); run one process per port behind a load balancer",
+              file=sys.stderr)
+        return 2
+    if args.fake_clock:
+        print("error: --fake-clock needs one process (each worker would keep its own clock); drop --workers",
+              file=sys.stderr)
+        return 2
+    if args.port == 0:
+        print("error: --workers needs a fixed --port (with 0 each worker would get its own)", file=sys.stderr)
+        return 2
+    try:
+        check_port_free(args.host, args.port)
+    except OSError as error:
+        print(f"error: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    app = create_app({"DATABASE_URL": args.db})
+    engine = engine_of(app)
+    _deploy_project_and_demo(engine, args.demo)
+    dialect = engine.db.dialect
+    engine.db.dispose()
+    if dialect != "postgresql":
+        print(f"warning: --workers {args.workers} is meant for PostgreSQL; on {dialect} the workers take turns "
+              "at the database file's single write lock", file=sys.stderr)
+    command = [sys.executable, "-m", "api.cli", "serve", "--host", args.host, "--port", str(args.port),
+               "--workers", "1", "--as-worker"]
+    if args.db:
+        command += ["--db", args.db]
+    print(f"complaintflow: {args.workers} workers on http://{args.host}:{args.port} (supervisor pid {os.getpid()})",
+          file=sys.stderr)
+    return Supervisor(command, args.workers).run()
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -203,6 +276,13 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="complaintflow", description="Complaint-handling procedures as BPMN.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--demo", action="store_true", help="add demo users and sample cases")
     serve.add_argument("--fake-clock", action="store_true", help="enable POST /api/v1/admin/clock")
+    serve.add_argument("--workers", type=_positive, default=1,
+                       help="server processes sharing the port, one per core (PostgreSQL; Linux); default 1")
+    # Internal: set by `--workers N` on the processes it starts.
+    serve.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     db_option(serve)
     serve.set_defaults(func=cmd_serve)
 

@@ -1,7 +1,10 @@
 """HTTP benchmark: start a property_complaint case and complete its six tasks through the API of a
 real `complaintflow serve` process (waitress, 8 threads), with one client and with eight.
 
-`python -m bench.http [--cases 20] [--runs 3]`
+`python -m bench.http [--cases 20] [--runs 3] [--workers 1]`
+
+With `--workers N` (N > 1) PostgreSQL is served by `serve --workers N` and the
+figures go to `http_workers_N.json`; SQLite stays one process (one writer at a time).
 """
 from __future__ import annotations
 
@@ -89,18 +92,50 @@ def one_run(base: str, headers: dict, clients: int, cases: int) -> dict:
             "cases_per_s": len(starts) / elapsed}
 
 
-def bench_http(url: str, cases: int, runs: int, log: Path) -> dict:
+def _workers_rss_mb(supervisor_pid: int) -> tuple[float, float]:
+    """Resident and peak resident MB summed over the supervisor's worker processes (peaks need not coincide)."""
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    totals = {"VmRSS": 0.0, "VmHWM": 0.0}
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in totals:
+                totals[name] += int(value.split()[0]) / 1024
+    return round(totals["VmRSS"], 1), round(totals["VmHWM"], 1)
+
+
+def _wait_for_workers(base: str, workers: int, timeout: float = 60) -> None:
+    """Until `workers` different processes have answered, each health check on a new connection."""
+    import requests
+
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < workers:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(seen)} of {workers} workers answered in time")
+        seen.add(requests.get(f"{base}/api/v1/health", timeout=5).headers["X-Complaintflow-Worker"])
+
+
+def bench_http(url: str, cases: int, runs: int, log: Path, workers: int = 1) -> dict:
     add_users(url, _users())
-    server = Server(url, log).start()
+    server = Server(url, log, args=("--workers", str(workers)) if workers > 1 else ()).start()
     try:
         headers = {name: login(server.base, name) for name, _group in USERS}
-        one_run(server.base, headers, 1, 2)  # warm up: parse the spec, fill pools
+        if workers > 1:
+            _wait_for_workers(server.base, workers)
+            one_run(server.base, headers, 8, 1)  # warm up every worker (connections spread over them)
+        else:
+            one_run(server.base, headers, 1, 2)  # warm up: parse the spec, fill pools
         results = {}
         for clients in (1, 8):
             per_run = [one_run(server.base, headers, clients, max(2, cases // clients if clients > 1 else cases))
                        for _ in range(runs)]
             results[f"clients_{clients}"] = {key: round(median([r[key] for r in per_run]), 2) for key in per_run[0]}
-        results["server_rss_mb"], results["server_peak_rss_mb"] = server.rss_mb()
+        if workers > 1:
+            results["workers"] = workers
+            results["server_rss_mb"], results["server_peak_rss_mb"] = _workers_rss_mb(server.process.pid)
+        else:
+            results["server_rss_mb"], results["server_peak_rss_mb"] = server.rss_mb()
     finally:
         server.stop()
     return results
@@ -110,15 +145,19 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.http")
     parser.add_argument("--cases", type=int, default=20, help="cases per run (each 1 start + 6 completions)")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve PostgreSQL with `serve --workers N` (SQLite stays one process)")
     args = parser.parse_args(argv or [])
     results = {}
     logs = Path(tempfile.mkdtemp(prefix="cf-bench-http-"))
     with databases() as urls:
         for dialect, url in urls.items():
-            results[dialect] = bench_http(url, args.cases, args.runs, logs / f"{dialect}.log")
-    write_result("http", {"benchmark": "http", "cases_per_run": args.cases, "runs": args.runs,
-                          "note": "8 clients share the cases of a run (cases/8 each), in one client process",
-                          "results": results})
+            workers = args.workers if dialect == "postgresql" else 1
+            results[dialect] = bench_http(url, args.cases, args.runs, logs / f"{dialect}.log", workers)
+    name = "http" if args.workers == 1 else f"http_workers_{args.workers}"
+    write_result(name, {"benchmark": "http", "cases_per_run": args.cases, "runs": args.runs,
+                        "note": "8 clients share the cases of a run (cases/8 each), in one client process",
+                        "results": results})
     return results
 
 
