@@ -39,7 +39,12 @@ def run_service(sizes: dict) -> dict:
 def run_http(sizes: dict) -> dict:
     from bench import http
 
-    return http.main(["--cases", str(sizes["http_cases"]), "--runs", str(sizes["http_runs"])])
+    sized = ["--cases", str(sizes["http_cases"]), "--runs", str(sizes["http_runs"])]
+    results = http.main(sized)
+    # Scale-out on one machine: PostgreSQL served by one process per core.
+    two = http.main([*sized, "--workers", "2", "--databases", "postgresql"])
+    results["postgresql, serve --workers 2"] = two["postgresql"]
+    return results
 
 
 def run_inbox(sizes: dict) -> dict:

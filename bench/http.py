@@ -147,10 +147,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1,
                         help="serve PostgreSQL with `serve --workers N` (SQLite stays one process)")
+    parser.add_argument("--databases", default="sqlite,postgresql", help="which databases, comma-separated")
     args = parser.parse_args(argv or [])
     results = {}
     logs = Path(tempfile.mkdtemp(prefix="cf-bench-http-"))
-    with databases() as urls:
+    with databases(tuple(args.databases.split(","))) as urls:
         for dialect, url in urls.items():
             workers = args.workers if dialect == "postgresql" else 1
             results[dialect] = bench_http(url, args.cases, args.runs, logs / f"{dialect}.log", workers)
