@@ -50,12 +50,12 @@ def start():
         problems["data"] = "must be an object"
     if problems:
         raise invalid(problems)
-    with engine().read() as uow:
-        model = engine().definition_model(uow.session, key, version)
-    if not _may_start(model.start_groups):
-        raise forbidden(f"only members of {', '.join(model.start_groups) or 'no group'}, process owners and "
-                        f"admins may start '{key}'")
-    result = engine().start_case(key, data or {}, current_actor(), version)
+    def authorize(model) -> None:
+        if not _may_start(model.start_groups):
+            raise forbidden(f"only members of {', '.join(model.start_groups) or 'no group'}, process owners and "
+                            f"admins may start '{key}'")
+
+    result = engine().start_case(key, data or {}, current_actor(), version, authorize=authorize)
     return jsonify(instance_with(result.instance, result.open_tasks, result.waiting_timers)), 201
 
 

@@ -505,15 +505,19 @@ class Engine:
         except SpiffWorkflowException as error:
             raise CaseError(f"the case cannot go on: {error}") from error
 
-    def start_case(self, key: str, data: Any, actor: Actor, version: int | None = None) -> StepResult:
+    def start_case(self, key: str, data: Any, actor: Actor, version: int | None = None,
+                   authorize=None) -> StepResult:
         """Start a case of the latest (or given) version; raises ValidationFailed on bad start data.
 
-        Processes that start on a timer are started by the engine, not by people.
+        `authorize(process model)` may refuse the actor (by raising) before anything
+        is written. Processes that start on a timer are started by the engine, not by people.
         """
         with self._write() as session:
             definition = self.definition(session, key, version)
             pinned = self._pin(session, definition)
             compiled = self.compiled(session, definition, pinned)
+            if authorize is not None:
+                authorize(compiled.models[key])
             if compiled.models[key].has_timer_start and actor != SYSTEM:
                 raise Conflict(f"'{key}' starts on its timer; the engine keeps its next case waiting")
             return self._start(session, definition, pinned, compiled, data, actor)
