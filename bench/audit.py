@@ -1,23 +1,30 @@
 """Audit benchmark: verify throughput over 1,000,000 events, and replay time per event.
 
-`python -m bench.audit [--events 1000000]`
+`python -m bench.audit [--events 1000000] [--legacy-json]`
 """
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert
 
 from bench.common import databases, median, peak_rss_mb, write_result
-from engine.audit import GENESIS, event_hash, verify_database
+from engine.audit import GENESIS, canonical_json, event_hash, verify_database
 from storage.db import Database
 from storage.models import AuditChain, AuditEvent
 
 
-def seed_events(db: Database, total: int, per_chain: int = 50, batch: int = 20_000) -> None:
-    """Write `total` chained events straight into the table (as the engine would have)."""
+def seed_events(db: Database, total: int, per_chain: int = 50, batch: int = 20_000,
+                legacy_json: bool = False) -> None:
+    """Write `total` chained events straight into the table (as the engine would have).
+
+    `legacy_json` stores data as databases written before canonical JSON text did:
+    `json.dumps` with spaces and escapes, which verify must re-encode to hash.
+    """
+    engine = create_engine(db.url) if legacy_json else db.engine
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
     rows, heads, last_hash = [], [], GENESIS
     for index in range(total):
@@ -25,29 +32,33 @@ def seed_events(db: Database, total: int, per_chain: int = 50, batch: int = 20_0
         seq += 1
         chain = f"instance:{chain_no + 1}"
         prev = GENESIS if seq == 1 else rows[-1]["hash"] if rows else last_hash
+        # Keys sorted, as the audit log hands data in.
+        data = json.loads(canonical_json({"submitted": {"result": "已处理", "n": index}}))
         event = {"chain": chain, "seq": seq, "instance_id": chain_no + 1, "type": "task_completed",
                  "at": start + timedelta(seconds=index), "actor": f"user{index % 97}", "element_id": "handle",
-                 "task_id": index, "data": {"submitted": {"result": "已处理", "n": index}}, "prev_hash": prev}
+                 "task_id": index, "data": data, "prev_hash": prev}
         event["hash"] = event_hash(event)
         rows.append(event)
         if seq == per_chain or index == total - 1:
             heads.append({"chain": chain, "last_seq": seq, "last_hash": event["hash"]})
         if len(rows) >= batch:
             last_hash = rows[-1]["hash"]
-            with db.engine.begin() as conn:
+            with engine.begin() as conn:
                 conn.execute(insert(AuditEvent), rows)
             rows = []
-    with db.engine.begin() as conn:
+    with engine.begin() as conn:
         if rows:
             conn.execute(insert(AuditEvent), rows)
         conn.execute(insert(AuditChain), heads)
+    if legacy_json:
+        engine.dispose()
 
 
-def bench_verify(url: str, total: int, runs: int) -> dict:
+def bench_verify(url: str, total: int, runs: int, legacy_json: bool = False) -> dict:
     db = Database(url)
     db.upgrade()
     started = time.perf_counter()
-    seed_events(db, total)
+    seed_events(db, total, legacy_json=legacy_json)
     seeded = time.perf_counter() - started
     rates, peaks = [], []
     for _ in range(runs):
@@ -61,8 +72,9 @@ def bench_verify(url: str, total: int, runs: int) -> dict:
         assert report.ok and report.events_checked == total, report
         rates.append(total / elapsed)
     db.dispose()
-    return {"events": total, "seed_seconds": round(seeded, 1), "verify_events_per_s": round(median(rates)),
-            "verify_rss_growth_mb": round(max(peaks), 1), "process_peak_rss_mb": round(peak_rss_mb(), 1)}
+    return {"events": total, "legacy_json": legacy_json, "seed_seconds": round(seeded, 1),
+            "verify_events_per_s": round(median(rates)), "verify_rss_growth_mb": round(max(peaks), 1),
+            "process_peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def bench_replay(url: str, rounds: int) -> dict:
@@ -104,15 +116,18 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.audit")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--legacy-json", action="store_true",
+                        help="store event data as databases written before canonical JSON text did")
     args = parser.parse_args(argv)
     results = {}
     with databases() as urls:
         for dialect, url in urls.items():
-            results[dialect] = {**bench_verify(url, args.events, args.runs)}
+            results[dialect] = {**bench_verify(url, args.events, args.runs, args.legacy_json)}
     with databases() as urls:
         for dialect, url in urls.items():
             results[dialect].update(bench_replay(url, rounds=200))
-    path = write_result("audit", {"benchmark": "audit", "results": results})
+    name = "audit-legacy-json" if args.legacy_json else "audit"
+    path = write_result(name, {"benchmark": "audit", "results": results})
     for dialect, figures in results.items():
         print(f"| audit | {dialect} | verify {figures['verify_events_per_s']:,} events/s "
               f"(RSS grew {figures['verify_rss_growth_mb']} MB, peak {figures['process_peak_rss_mb']} MB) | replay "

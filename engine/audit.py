@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator
+from functools import partial
+from json.encoder import encode_basestring
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Text, and_, cast, func, insert, or_, select, type_coerce
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from storage.db import Database
 from storage.models import AuditChain, AuditEvent
 
 GENESIS = "0" * 64
@@ -163,6 +171,17 @@ class ChainBreak:
     reason: str
 
 
+def _chain_break(chain: str, instance_id: int | None, seq: int, expected_seq: int, linked: bool) -> ChainBreak:
+    """The break an event makes: out of order, linked to the wrong predecessor, or (neither) changed."""
+    if seq != expected_seq:
+        reason = f"expected seq {expected_seq}, found {seq} (an event was deleted or inserted)"
+    elif not linked:
+        reason = "prev_hash does not match the previous event"
+    else:
+        reason = "hash does not match the event's content"
+    return ChainBreak(chain, instance_id, seq, reason)
+
+
 class ChainChecker:
     """Checks events fed in (chain, seq) order, one at a time."""
 
@@ -174,17 +193,10 @@ class ChainChecker:
     def check(self, event: AuditEvent) -> ChainBreak | None:
         if event.chain != self.chain:
             self.chain, self.expected_seq, self.prev = event.chain, 1, GENESIS
-        if event.seq != self.expected_seq:
-            found = ChainBreak(event.chain, event.instance_id, event.seq,
-                               f"expected seq {self.expected_seq}, found {event.seq} "
-                               "(an event was deleted or inserted)")
-        elif event.prev_hash != self.prev:
-            found = ChainBreak(event.chain, event.instance_id, event.seq,
-                               "prev_hash does not match the previous event")
-        elif event_hash(event) != event.hash:
-            found = ChainBreak(event.chain, event.instance_id, event.seq, "hash does not match the event's content")
-        else:
-            found = None
+        found = None
+        if event.seq != self.expected_seq or event.prev_hash != self.prev or event_hash(event) != event.hash:
+            found = _chain_break(event.chain, event.instance_id, event.seq, self.expected_seq,
+                                 event.prev_hash == self.prev)
         self.expected_seq = event.seq + 1
         self.prev = event.hash
         return found
@@ -195,6 +207,231 @@ def verify_events(events: Iterable[AuditEvent]) -> Iterator[ChainBreak | None]:
     checker = ChainChecker()
     for event in events:
         yield checker.check(event)
+
+
+def _scan_columns(dialect: str) -> tuple:
+    """What a verify scan reads per event: HASHED_FIELDS, then `hash`.
+
+    `at` comes as the text SQLite stores ('YYYY-MM-DD HH:MM:SS.ffffff', naive UTC;
+    PostgreSQL spells its timestamp so) and `data` as its stored JSON text, so most
+    events hash without building a datetime or parsing JSON.
+    """
+    table = AuditEvent.__table__
+    if dialect == "postgresql":
+        at = func.to_char(func.timezone("UTC", table.c.at), "YYYY-MM-DD HH24:MI:SS.US")
+    else:
+        at = type_coerce(table.c.at, Text)
+    return (table.c.chain, table.c.seq, table.c.instance_id, table.c.type, at, table.c.actor, table.c.element_id,
+            table.c.task_id, cast(table.c.data, Text), table.c.prev_hash, table.c.hash)
+
+
+def _scan_query(dialect: str, *, chain: str | None = None, since: str | None = None, before: str | None = None):
+    """The events of one chain, or of the chains named from `since` up to `before`, by chain and seq."""
+    table = AuditEvent.__table__
+    query = select(*_scan_columns(dialect)).order_by(table.c.chain, table.c.seq)
+    if chain is not None:
+        query = query.where(table.c.chain == chain)
+    if since is not None:
+        query = query.where(table.c.chain >= since)
+    if before is not None:
+        query = query.where(table.c.chain < before)
+    return query
+
+
+def _fetch(connection: Connection, query, batch: int) -> Iterator[list[tuple]]:
+    """Yield `query`'s rows in lists of up to `batch`, as the DBAPI cursor gives them.
+
+    Building SQLAlchemy rows would cost psycopg a microsecond an event, a fifth
+    of checking one. On PostgreSQL the cursor is a server-side one, so memory
+    stays flat.
+    """
+    compiled = query.compile(dialect=connection.dialect)
+    parameters = compiled.params
+    if compiled.positional:
+        parameters = tuple(parameters[name] for name in compiled.positiontup)
+    dbapi_connection = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        cursor = dbapi_connection.cursor("audit_verify")
+    else:
+        cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), parameters)
+        while rows := cursor.fetchmany(batch):
+            yield rows
+    finally:
+        cursor.close()
+
+
+_text = encode_basestring  # what the canonical encoder writes for a str
+_integer = int.__repr__  # raises TypeError for anything but an int
+
+
+def _stored_hash(row: Sequence[Any], data: str) -> str | None:
+    """`event_hash` of a scanned event, putting `data` in as the JSON text of its data.
+
+    Every other value is encoded as the canonical encoder encodes it, but for `at`,
+    respelled from its one stored form. `at` and `data` each go in whole where
+    canonical JSON has the time and the data, so the text hashed equals an event's
+    canonical JSON only if the event reads back equal to it: a matching hash
+    proves the event. None if a value is not of its column's type or form.
+    """
+    chain, seq, instance_id, type, at, actor, element_id, task_id, _data, prev_hash, _hash = row
+    try:
+        if len(at) != 26 or at[10] != " ":
+            return None
+        body = (f'{{"actor":{_text(actor)},"at":"{at[:10]}T{at[11:]}Z","chain":{_text(chain)},"data":{data},'
+                f'"element_id":{"null" if element_id is None else _text(element_id)},"instance_id":'
+                f'{"null" if instance_id is None else _integer(instance_id)},"prev_hash":{_text(prev_hash)},'
+                f'"seq":{_integer(seq)},"task_id":{"null" if task_id is None else _integer(task_id)},'
+                f'"type":{_text(type)}}}')
+        return hashlib.sha256(body.encode()).hexdigest()
+    except (TypeError, UnicodeEncodeError):
+        return None
+
+
+def _hashes_slowly(connection: Connection, row: Sequence[Any]) -> bool:
+    """Whether an event whose stored data text did not hash as it is still carries its hash.
+
+    Events stored before data was kept as canonical JSON hash once their data is
+    re-encoded; failing that, the event is read back whole and given to
+    `event_hash`, so only the definition of the hash ever calls an event broken.
+    """
+    chain, seq, data, recorded = row[0], row[1], row[8], row[10]
+    try:
+        if _stored_hash(row, canonical_json(json.loads(data))) == recorded:
+            return True
+    except ValueError:
+        pass
+    table = AuditEvent.__table__
+    event = connection.execute(select(table).where(table.c.chain == chain, table.c.seq == seq)).one_or_none()
+    return event is not None and event_hash(event) == event.hash
+
+
+def _scan(connection: Connection, query, batch: int, progress=None) -> tuple[int, ChainBreak | None]:
+    """Check the events `query` reads, by chain and seq: return how many there were and the first break.
+
+    Events after the first break are only counted; nothing later can be reported.
+    `progress(count)` is called after each full batch.
+    """
+    checked, first = 0, None
+    chain, expected_seq, prev = None, 1, GENESIS
+    for rows in _fetch(connection, query, batch):
+        if first is None:
+            for row in rows:
+                row_chain, seq, instance_id, *_, data, prev_hash, recorded = row
+                if row_chain != chain:
+                    chain, expected_seq, prev = row_chain, 1, GENESIS
+                if (seq != expected_seq or prev_hash != prev
+                        or (_stored_hash(row, data) != recorded and not _hashes_slowly(connection, row))):
+                    first = _chain_break(row_chain, instance_id, seq, expected_seq, prev_hash == prev)
+                    break
+                expected_seq, prev = seq + 1, recorded
+        checked += len(rows)
+        if progress is not None and len(rows) == batch:
+            progress(checked)
+    return checked, first
+
+
+def _scan_range(url: URL, batch: int, names: tuple[str | None, str | None]) -> tuple[int, ChainBreak | None]:
+    """In a worker process, check the chains named from `since` up to (not including) `before`."""
+    since, before = names
+    db = Database(url, pool_size=1)
+    try:
+        with db.unit_of_work(write=False) as uow:
+            return _scan(uow.session.connection(), _scan_query(db.dialect, since=since, before=before), batch)
+    finally:
+        db.dispose()
+
+
+# Below this many events a second process costs more to start than it saves.
+PARALLEL_MIN_EVENTS = 200_000
+
+
+def _chain_ranges(session: Session, parts: int) -> list[tuple[str | None, str | None]]:
+    """Split the chain names, in the database's order, into `parts` ranges of about as many events each.
+
+    Sizes come from the chain heads, read as a stream; the ranges cover every
+    name whatever the heads say, so they decide only how the work is shared.
+    """
+    heads = AuditChain.__table__
+    total = session.scalar(select(func.coalesce(func.sum(heads.c.last_seq), 0)))
+    bounds: list[str] = []
+    seen = 0
+    rows = session.execute(select(heads.c.chain, heads.c.last_seq).order_by(heads.c.chain)
+                           .execution_options(stream_results=True, yield_per=10_000))
+    for chain, last_seq in rows:
+        if total and seen >= total * (len(bounds) + 1) / parts:
+            bounds.append(chain)
+        seen += last_seq
+    edges = [None, *bounds, None]
+    return list(zip(edges, edges[1:]))
+
+
+def _cpus() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _workers(session: Session, requested: int | None) -> int:
+    """How many processes should scan: as `requested`, else one per CPU once the audit log is large."""
+    url = session.connection().engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return 1  # no other process can open this database
+    if requested is not None:
+        return max(requested, 1)
+    cpus = _cpus()
+    if cpus < 2:
+        return 1
+    events = session.scalar(select(func.coalesce(func.sum(AuditChain.last_seq), 0)))
+    return cpus if events >= PARALLEL_MIN_EVENTS else 1
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Fork workers when this process runs one thread: it is cheap and re-imports nothing.
+
+    A threaded process (a web server) spawns them instead, since a forked child
+    could inherit a lock some other thread held. Workers open connections of
+    their own and never touch the ones they inherit.
+    """
+    single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if single else "spawn")
+
+
+def _scan_in_parallel(session: Session, workers: int, batch: int, progress) -> tuple[int, ChainBreak | None]:
+    """Scan ranges of chains in `workers` processes; the first break is the one a single scan finds first."""
+    # Several ranges per worker share the work out evenly and let progress move.
+    ranges = _chain_ranges(session, workers * 4)
+    scan = partial(_scan_range, session.connection().engine.url, batch)
+    checked, first = 0, None
+    with ProcessPoolExecutor(min(workers, len(ranges)), mp_context=_process_context()) as pool:
+        # Answers come in range order, which is chain order.
+        for done, (count, found) in enumerate(pool.map(scan, ranges), 1):
+            checked += count
+            if first is None:
+                first = found
+            if progress is not None and done < len(ranges):
+                progress(checked)
+    return checked, first
+
+
+def _tail_break(session: Session, chain: str | None) -> ChainBreak | None:
+    """The first chain, by name, whose last event is not the one its head records: events cut from its end."""
+    heads, events, same_chain = AuditChain.__table__, AuditEvent.__table__, AuditEvent.__table__.alias()
+    last_seq = select(func.max(same_chain.c.seq)).where(same_chain.c.chain == heads.c.chain).scalar_subquery()
+    query = (select(heads.c.chain, heads.c.last_seq, events.c.seq, events.c.instance_id)
+             .select_from(heads.outerjoin(events, and_(events.c.chain == heads.c.chain, events.c.seq == last_seq)))
+             .where(or_(events.c.seq.is_(None), events.c.seq != heads.c.last_seq,
+                        events.c.hash != heads.c.last_hash)))
+    if chain is not None:
+        query = query.where(heads.c.chain == chain)
+    # Normally no row; the first is picked here so names compare as Python compares them.
+    found = min(session.execute(query.execution_options(stream_results=True, yield_per=10_000)),
+                key=lambda row: row.chain, default=None)
+    if found is None:
+        return None
+    ends_at = found.seq or 0
+    return ChainBreak(found.chain, found.instance_id, ends_at + 1,
+                      f"the chain ends at seq {ends_at} but its head records seq {found.last_seq} "
+                      "(events were deleted from its end)")
 
 
 @dataclass
@@ -212,39 +449,27 @@ class VerifyReport:
 
 
 def verify_database(session: Session, *, instance_id: int | None = None, batch: int = 5000,
-                    progress=None) -> VerifyReport:
+                    progress=None, workers: int | None = None) -> VerifyReport:
     """Check every hash chain (or one case's), streaming, and name the first broken event.
 
-    A chain whose last event is missing is caught against the chain head kept in
-    `audit_chains`. `progress(count)` is called after each batch.
+    The first break is the first by chain and seq; if there is none, a chain whose
+    last event is missing is caught against the chain head kept in `audit_chains`.
+    `progress(count)` is called as events are checked, and once at the end.
+
+    `workers` processes scan ranges of chains side by side (by default one per
+    CPU once there are PARALLEL_MIN_EVENTS events) and name the break one process
+    would. A threaded caller's workers are spawned, so its script must guard its
+    entry point with `if __name__ == "__main__":`.
     """
-    heads = {h.chain: h for h in session.scalars(select(AuditChain))}
-    # Plain rows, streamed: memory stays flat however many events there are.
-    table = AuditEvent.__table__
-    query = select(table).order_by(table.c.chain, table.c.seq).execution_options(yield_per=batch)
-    if instance_id is not None:
-        chain_name = instance_chain(instance_id)
-        query = query.where(table.c.chain == chain_name)
-        heads = {chain_name: heads[chain_name]} if chain_name in heads else {}
-    checked, seen_last = 0, {}
-    first: ChainBreak | None = None
-    checker = ChainChecker()
-    for event in session.execute(query):
-        result = checker.check(event)
-        checked += 1
-        seen_last[event.chain] = event
-        if result is not None and first is None:
-            first = result
-        if progress is not None and checked % batch == 0:
-            progress(checked)
+    connection = session.connection()
+    chain = instance_chain(instance_id) if instance_id is not None else None
+    workers = 1 if chain is not None else _workers(session, workers)
+    if workers > 1:
+        checked, first = _scan_in_parallel(session, workers, batch, progress)
+    else:
+        checked, first = _scan(connection, _scan_query(connection.dialect.name, chain=chain), batch, progress)
     if first is None:
-        for chain, head in sorted(heads.items()):
-            last = seen_last.get(chain)
-            if last is None or last.seq != head.last_seq or last.hash != head.last_hash:
-                first = ChainBreak(chain, last.instance_id if last else None, (last.seq + 1) if last else 1,
-                                   f"the chain ends at seq {last.seq if last else 0} but its head records "
-                                   f"seq {head.last_seq} (events were deleted from its end)")
-                break
+        first = _tail_break(session, chain)
     if progress is not None:
         progress(checked)
     return VerifyReport(first is None, checked, first)

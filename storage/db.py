@@ -1,6 +1,7 @@
 """Database connection and the unit of work that owns each transaction."""
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -13,6 +14,11 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
 
 DEFAULT_SQLITE_FILE = "complaintflow.db"
+
+# Compact JSON, text as is, keys in the order given. The audit log hands in data
+# with its keys already sorted, so an event's stored text is the canonical JSON
+# its hash covers, and `audit verify` can hash that text without parsing it.
+_json_text = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def default_url() -> str:
@@ -75,7 +81,7 @@ class Database:
         elif self.dialect == "postgresql":
             self.engine = create_engine(
                 self.url, echo=echo, pool_size=pool_size, max_overflow=pool_size,
-                pool_timeout=10,
+                pool_timeout=10, json_serializer=_json_text,
             )
             self.write_engine = self.engine
             _ping_idle_connections(self.engine)
@@ -88,7 +94,8 @@ class Database:
         database = self.url.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(self.url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(self.url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False},
+                               json_serializer=_json_text)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):  # pragma: no branch - wiring
