@@ -25,7 +25,28 @@ def json_body() -> dict[str, Any]:
         raise ApiError(400, "malformed_json", "the body is not valid JSON")
     if not isinstance(body, dict):
         raise invalid({"body": "must be a JSON object"})
+    if b"\\u" in request.get_data(cache=True) and _has_lone_surrogate(body):
+        raise ApiError(400, "malformed_json", "the JSON holds a \\u escape of half a character (a lone "
+                       "surrogate), which is not text and cannot be stored")
     return body
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed JSON value holds a string (or key) that is not encodable text."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def optional_json_body() -> dict[str, Any]:

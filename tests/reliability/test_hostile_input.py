@@ -87,6 +87,17 @@ def test_invalid_utf8_is_400(client, setup):
     assert count_rows(setup["engine"], *MODELS) == before
 
 
+def test_lone_surrogate_escapes_are_400(client, setup):
+    """`\\ud800` is valid JSON but no text: it cannot be stored or hashed, so it is refused up front."""
+    before = count_rows(setup["engine"], *MODELS)
+    error = refused(client.post("/api/v1/instances", data=b'{"definition_key": "two_step", "data": {"title": "a\\ud800"}}',
+                                content_type="application/json", headers=setup["desk"]), 400)
+    assert "text" in error["message"] or "surrogate" in error["message"], error
+    refused(client.post(f"/api/v1/tasks/{setup['task']}/complete", data=b'{"data": {"\\udfff": "approve"}}',
+                        content_type="application/json", headers=setup["desk"]), 400)
+    assert count_rows(setup["engine"], *MODELS) == before
+
+
 TWO_STEP = (FIXTURES / "two_step.bpmn").read_text(encoding="utf-8")
 BILLION_LAUGHS = """<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE lolz [
