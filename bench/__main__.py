@@ -150,6 +150,9 @@ def write_markdown(results: dict, sizes: dict, quick: bool, seconds: float) -> P
         if path.exists():
             head = path.read_text(encoding="utf-8").split("\n# by own time")[0].strip()
             lines += ["", f"Service path under cProfile ({dialect}, `{path.name}`):", "", "```", head, "```"]
+    if (RESULTS / "ANALYSIS.md").exists():
+        lines += ["", "Where the time goes, what changed and what holds back each missed target: "
+                  "[ANALYSIS.md](ANALYSIS.md) (written by hand from these figures and the profiles)."]
     path = RESULTS / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
