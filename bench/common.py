@@ -44,18 +44,23 @@ def databases(which: tuple[str, ...] = ("sqlite", "postgresql")) -> Iterator[dic
             urls["sqlite"] = f"sqlite:///{Path(folder) / 'bench.db'}"
         if "postgresql" in which:
             server = PgServer().start()
-            from sqlalchemy import create_engine, text
-
-            admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text("CREATE DATABASE bench"))
-            admin.dispose()
-            urls["postgresql"] = server.url("bench")
+            urls["postgresql"] = create_database(server, "bench")
         try:
             yield urls
         finally:
             if server is not None:
                 server.stop()
+
+
+def create_database(server, name: str) -> str:
+    """Create a database on a throwaway PostgreSQL server; return its URL."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return server.url(name)
 
 
 def write_result(name: str, result: dict) -> Path:

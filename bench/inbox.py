@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
-from sqlalchemy import create_engine, event, func, insert, select, text
+from sqlalchemy import event, func, insert, select
 
-from bench.common import databases, median, percentile, write_result
+from bench.common import create_database, databases, median, percentile, write_result
 from bench.path import KEY, START, STARTER
 from bench.server import PASSWORD, Server, add_users, login
 from bench.service import prepare_engine
@@ -149,12 +149,7 @@ def kept_databases(folder: Path, which: tuple[str, ...]) -> Iterator[dict[str, s
         fresh = not (folder / "pg" / "data").is_dir()
         (folder / "pg").mkdir(exist_ok=True)
         server = KeptPgServer(folder / "pg").start()
-        if fresh:
-            admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text("CREATE DATABASE bench"))
-            admin.dispose()
-        urls["postgresql"] = server.url("bench")
+        urls["postgresql"] = create_database(server, "bench") if fresh else server.url("bench")
     try:
         yield urls
     finally:

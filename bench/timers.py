@@ -110,17 +110,11 @@ def main() -> None:
     server = None
     urls = []
     if args.postgres:
-        from sqlalchemy import create_engine, text
-
+        from bench.common import create_database
         from tests.pgserver import PgServer
 
         server = PgServer().start()
-        admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
-        for name in ("bench_backlog", "bench_lateness"):
-            with admin.connect() as conn:
-                conn.execute(text(f"CREATE DATABASE {name}"))
-            urls.append(server.url(name))
-        admin.dispose()
+        urls = [create_database(server, name) for name in ("bench_backlog", "bench_lateness")]
     elif args.db:
         urls = [args.db, args.db]
     else:
