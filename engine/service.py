@@ -110,7 +110,6 @@ class StepResult:
     instance: Instance | None = None
     open_tasks: list[HumanTask] = field(default_factory=list)
     waiting_timers: list[tuple[datetime, str]] = field(default_factory=list)
-    scan: Scan | None = None  # the workflow as the step left it
 
 
 @dataclass
@@ -1039,7 +1038,6 @@ class Engine:
         result.instance = instance
         result.open_tasks = sorted([*still_open, *(row for row, _g, _u in created)], key=lambda r: r.id)
         result.waiting_timers = sorted((due, task.task_spec.bpmn_id) for (_id, due), task in waiting.items())
-        result.scan = scan
 
     def _sync_timers(self, session: Session, instance: Instance, waiting: dict[tuple[str, datetime], Any],
                      now: datetime, timers_before: set | None) -> dict[tuple[str, datetime], Any]:
