@@ -89,7 +89,14 @@ def server(tmp_path_factory):
     thread = threading.Thread(target=httpd.run, daemon=True)
     thread.start()
     yield {"url": f"http://127.0.0.1:{httpd.effective_port}", "first": first, "travel": travel}
-    httpd.close()
+
+    def stop() -> None:  # in the server's own loop: closing its sockets from here would break its select
+        for channel in list(httpd._map.values()):
+            channel.close()
+
+    httpd.trigger.pull_trigger(stop)
+    thread.join(10)
+    httpd.task_dispatcher.shutdown()
     engine.db.dispose()
 
 
