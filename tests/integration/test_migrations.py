@@ -11,16 +11,19 @@ from storage.migrate import alembic_config
 from storage.models import NO_DUE_DATE
 
 
+def empty_database(tmp_path, request, dialect: str, name: str) -> str:
+    """A database with no schema yet (the PostgreSQL template is already at the newest)."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'old.db'}"
+    server, admin = request.getfixturevalue("pg_server")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    return server.url(name)
+
+
 def test_inbox_order_migration_fills_the_sort_key_and_primary_group(tmp_path, request):
     for dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            url = f"sqlite:///{tmp_path / 'old.db'}"
-        else:
-            # A template database is already at the newest schema: start from an empty one.
-            server, admin = request.getfixturevalue("pg_server")
-            with admin.connect() as conn:
-                conn.execute(text("CREATE DATABASE cf_migration_test"))
-            url = server.url("cf_migration_test")
+        url = empty_database(tmp_path, request, dialect, "cf_migration_test")
         config = alembic_config(url)
         command.upgrade(config, "0002")
         engine = create_engine(url)
@@ -67,13 +70,7 @@ def _task_indexes(engine) -> dict[str, str]:
 
 @pytest.mark.parametrize("dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_unclaimed_inbox_index_migration_goes_both_ways(tmp_path, request, dialect):
-    if dialect == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        server, admin = request.getfixturevalue("pg_server")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE cf_migration_0004"))
-        url = server.url("cf_migration_0004")
+    url = empty_database(tmp_path, request, dialect, "cf_migration_0004")
     config = alembic_config(url)
     engine = create_engine(url)
     old, new = ("ix_human_tasks_status_group_name_assignee_due_key_created_at_id",

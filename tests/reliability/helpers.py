@@ -2,8 +2,9 @@
 again, and the checks that a database is whole after a fault."""
 from __future__ import annotations
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
+from bench.common import create_database
 from bench.server import PASSWORD, Server, add_users, dump, free_port, login  # noqa: F401 - re-exported
 from engine.audit import verify_database
 from engine.replay import replay
@@ -35,11 +36,7 @@ class PausablePg(PgServer):
                   "start")
 
     def new_database(self, name: str) -> str:
-        admin = create_engine(self.url(), isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-        admin.dispose()
-        return self.url(name)
+        return create_database(self, name)
 
 
 # The known replay drift on the real clock (see test_replay_clock.py) would fail every replay
